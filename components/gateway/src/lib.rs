@@ -1,0 +1,122 @@
+//! The HTTP gateway component: the one `wasi:http/incoming-handler` on the
+//! registry port. It owns every HTTP concern — routing, identifier decoding,
+//! query parsing, body limits, status codes and the AAS error body — and
+//! calls the registry component through its typed WIT interfaces.
+
+mod bindings {
+    wit_bindgen::generate!({
+        path: "../../wit/gateway",
+        world: "http-gateway",
+        generate_all,
+    });
+}
+
+mod aas_api;
+mod http_io;
+mod ids;
+mod query;
+mod result_body;
+mod ric_api;
+
+use bindings::exports::wasi::http::incoming_handler::Guest;
+use bindings::wasi::config::store as config;
+use bindings::wasi::http::types::{IncomingRequest, Method, ResponseOutparam};
+use http_io::{BodyError, Response};
+use result_body::ApiError;
+
+/// Request bodies larger than this are refused with 413 unless the
+/// `max-body-bytes` config key says otherwise.
+const DEFAULT_MAX_BODY: usize = 1024 * 1024;
+
+/// The parts of a request the routes look at; the body is read on demand.
+pub struct Request {
+    pub method: String,
+    pub query: String,
+    incoming: IncomingRequest,
+}
+
+impl Request {
+    /// The body as UTF-8 text, within the configured size limit.
+    pub fn body_text(&mut self) -> Result<String, ApiError> {
+        let limit = config::get("max-body-bytes")
+            .ok()
+            .flatten()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(DEFAULT_MAX_BODY);
+        match http_io::read_body(&self.incoming, limit) {
+            Ok(bytes) => String::from_utf8(bytes).map_err(|_| ApiError::bad_request("the body is not UTF-8")),
+            Err(BodyError::TooLarge { limit }) => {
+                Err(ApiError::new(413, format!("the body is larger than the limit of {limit} bytes")))
+            }
+            Err(BodyError::Broken) => Err(ApiError::bad_request("the body could not be read")),
+        }
+    }
+}
+
+pub fn not_allowed(allow: &str) -> ApiError {
+    ApiError::new(405, format!("method not allowed here; allowed: {allow}"))
+}
+
+/// The `id` of a descriptor the registry returned.
+pub fn id_in(text: &str) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct IdOnly {
+        id: String,
+    }
+    serde_json::from_str::<IdOnly>(text).ok().map(|d| d.id)
+}
+
+fn method_name(m: Method) -> String {
+    match m {
+        Method::Get => "GET".into(),
+        Method::Head => "HEAD".into(),
+        Method::Post => "POST".into(),
+        Method::Put => "PUT".into(),
+        Method::Delete => "DELETE".into(),
+        Method::Connect => "CONNECT".into(),
+        Method::Options => "OPTIONS".into(),
+        Method::Trace => "TRACE".into(),
+        Method::Patch => "PATCH".into(),
+        Method::Other(s) => s,
+    }
+}
+
+fn dispatch(req: &mut Request, path: &str) -> Result<Response, ApiError> {
+    if let Some(answer) = ric_api::route(req, path) {
+        return answer;
+    }
+    let (prefix, rest) = match path.strip_prefix("/api/v3.0") {
+        Some(rest) if rest.is_empty() || rest.starts_with('/') => ("/api/v3.0", rest),
+        _ => ("", path),
+    };
+    let segments: Vec<&str> = rest.trim_start_matches('/').split('/').collect();
+    let segments: &[&str] = if segments.last() == Some(&"") { &segments[..segments.len() - 1] } else { &segments };
+    match aas_api::route(req, prefix, segments) {
+        Some(answer) => answer,
+        None => Err(ApiError::new(404, format!("no route {path:?}"))),
+    }
+}
+
+struct Component;
+
+impl Guest for Component {
+    fn handle(incoming: IncomingRequest, out: ResponseOutparam) {
+        let target = incoming.path_with_query().unwrap_or_else(|| "/".into());
+        let (path, query) = match target.split_once('?') {
+            Some((p, q)) => (p.to_string(), q.to_string()),
+            None => (target.clone(), String::new()),
+        };
+        let mut req = Request { method: method_name(incoming.method()), query, incoming };
+        let response = dispatch(&mut req, &path).unwrap_or_else(|e| {
+            let allow = (e.status == 405).then(|| e.texts[0].rsplit("allowed: ").next().unwrap_or("").to_string());
+            let response = e.into_response();
+            match allow {
+                Some(a) => response.with_header("allow", a),
+                None => response,
+            }
+        });
+        http_io::send(out, response);
+    }
+}
+
+bindings::export!(Component with_types_in bindings);

@@ -1,0 +1,21 @@
+//! Host-side bindings for the interfaces the host implements natively
+//! (`wasi:keyvalue`, `wasi:logging`). `wasi:cli`/`io`/`clocks`/`random`/
+//! `http` come from wasmtime-wasi(-http), `wasi:config` from
+//! wasmtime-wasi-config.
+
+mod generated {
+    wasmtime::component::bindgen!({
+        path: "wit",
+        world: "host-capabilities",
+        imports: { default: trappable },
+        with: {
+            "wasi:keyvalue/store/bucket": crate::capabilities::keyvalue::BucketHandle,
+        },
+        trappable_error_type: {
+            "wasi:keyvalue/store/error" => crate::capabilities::keyvalue::KvError,
+        },
+    });
+}
+
+pub use generated::wasi::keyvalue;
+pub use generated::wasi::logging::logging;

@@ -1,0 +1,171 @@
+//! The durable store behind `wasi:keyvalue`: redb, an embedded, pure-Rust,
+//! ACID key-value store. Every write is one transaction committed with
+//! `Durability::Immediate` (fsync) before the guest sees `ok`, and redb's
+//! copy-on-write B-trees with a double-buffered commit slot make a crash at
+//! any point leave either the old or the new state, never a torn one.
+//!
+//! Buckets are redb tables named `bucket:<name>`; keys are strings, values
+//! bytes. Counters (`wasi:keyvalue/atomics.increment`) are stored as decimal
+//! text, as wasmCloud's keyvalue providers do, so values stay portable.
+
+use redb::{Database, ReadableTable, TableDefinition};
+use std::path::Path;
+
+/// Why a store operation failed. Guests see these as `wasi:keyvalue` `other`
+/// errors; none of them is a trap.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The database file could not be opened or created.
+    #[error("cannot open the store at {path}: {source}")]
+    Open { path: String, source: redb::DatabaseError },
+    /// A transaction could not start, read, write or commit.
+    #[error("store transaction failed: {0}")]
+    Transaction(String),
+    /// `increment` found a value that is not a decimal counter.
+    #[error("value of {key:?} is not a counter")]
+    NotACounter { key: String },
+}
+
+fn tx_err(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Transaction(e.to_string())
+}
+
+/// A bucket name, validated and turned into its table name.
+fn table_name(bucket: &str) -> String {
+    format!("bucket:{bucket}")
+}
+
+/// The store: one redb database file in the data directory.
+pub struct KvStore {
+    db: Database,
+}
+
+impl KvStore {
+    /// Open (or create) the store file `path`.
+    pub fn open(path: &Path) -> Result<KvStore, StoreError> {
+        let db = Database::create(path).map_err(|source| StoreError::Open { path: path.display().to_string(), source })?;
+        Ok(KvStore { db })
+    }
+
+    pub fn get(&self, bucket: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let name = table_name(bucket);
+        let table_def: TableDefinition<&str, &[u8]> = TableDefinition::new(&name);
+        let tx = self.db.begin_read().map_err(tx_err)?;
+        let table = match tx.open_table(table_def) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(tx_err(e)),
+        };
+        Ok(table.get(key).map_err(tx_err)?.map(|v| v.value().to_vec()))
+    }
+
+    pub fn get_many(&self, bucket: &str, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let name = table_name(bucket);
+        let table_def: TableDefinition<&str, &[u8]> = TableDefinition::new(&name);
+        let tx = self.db.begin_read().map_err(tx_err)?;
+        let table = match tx.open_table(table_def) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(vec![None; keys.len()]),
+            Err(e) => return Err(tx_err(e)),
+        };
+        keys.iter()
+            .map(|k| Ok(table.get(k.as_str()).map_err(tx_err)?.map(|v| v.value().to_vec())))
+            .collect()
+    }
+
+    /// Write and delete in one durable transaction.
+    pub fn write(&self, bucket: &str, set: &[(String, Vec<u8>)], delete: &[String]) -> Result<(), StoreError> {
+        let name = table_name(bucket);
+        let table_def: TableDefinition<&str, &[u8]> = TableDefinition::new(&name);
+        let tx = self.db.begin_write().map_err(tx_err)?;
+        {
+            let mut table = tx.open_table(table_def).map_err(tx_err)?;
+            for (k, v) in set {
+                table.insert(k.as_str(), v.as_slice()).map_err(tx_err)?;
+            }
+            for k in delete {
+                table.remove(k.as_str()).map_err(tx_err)?;
+            }
+        }
+        tx.commit().map_err(tx_err)
+    }
+
+    /// Add `delta` to the decimal counter at `key` (absent = 0), durably.
+    pub fn increment(&self, bucket: &str, key: &str, delta: u64) -> Result<u64, StoreError> {
+        let name = table_name(bucket);
+        let table_def: TableDefinition<&str, &[u8]> = TableDefinition::new(&name);
+        let tx = self.db.begin_write().map_err(tx_err)?;
+        let next = {
+            let mut table = tx.open_table(table_def).map_err(tx_err)?;
+            let current = match table.get(key).map_err(tx_err)? {
+                None => 0,
+                Some(v) => std::str::from_utf8(v.value())
+                    .ok()
+                    .and_then(|s| s.trim().parse::<u64>().ok())
+                    .ok_or_else(|| StoreError::NotACounter { key: key.to_string() })?,
+            };
+            let next = current.saturating_add(delta);
+            table.insert(key, next.to_string().as_bytes()).map_err(tx_err)?;
+            next
+        };
+        tx.commit().map_err(tx_err)?;
+        Ok(next)
+    }
+
+    /// Keys in order, starting after the first `skip` keys, at most `max`.
+    /// Returns the keys and whether more follow.
+    pub fn list_keys(&self, bucket: &str, skip: u64, max: usize) -> Result<(Vec<String>, bool), StoreError> {
+        let name = table_name(bucket);
+        let table_def: TableDefinition<&str, &[u8]> = TableDefinition::new(&name);
+        let tx = self.db.begin_read().map_err(tx_err)?;
+        let table = match tx.open_table(table_def) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok((Vec::new(), false)),
+            Err(e) => return Err(tx_err(e)),
+        };
+        let mut keys = Vec::new();
+        let mut more = false;
+        for entry in table.iter().map_err(tx_err)?.skip(skip as usize) {
+            if keys.len() == max {
+                more = true;
+                break;
+            }
+            let (k, _) = entry.map_err(tx_err)?;
+            keys.push(k.value().to_string());
+        }
+        Ok((keys, more))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_read_delete_and_count() -> Result<(), StoreError> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = KvStore::open(&dir.path().join("kv.redb"))?;
+        assert_eq!(store.get("b", "k")?, None);
+        store.write("b", &[("k".into(), b"v".to_vec()), ("j".into(), b"w".to_vec())], &[])?;
+        assert_eq!(store.get("b", "k")?, Some(b"v".to_vec()));
+        assert_eq!(store.get_many("b", &["j".into(), "x".into()])?, vec![Some(b"w".to_vec()), None]);
+        store.write("b", &[], &["k".into()])?;
+        assert_eq!(store.get("b", "k")?, None);
+        assert_eq!(store.increment("b", "n", 1)?, 1);
+        assert_eq!(store.increment("b", "n", 5)?, 6);
+        assert!(matches!(store.increment("b", "j", 1), Err(StoreError::NotACounter { .. })));
+        let (keys, more) = store.list_keys("b", 0, 1)?;
+        assert_eq!((keys, more), (vec!["j".to_string()], true));
+        Ok(())
+    }
+
+    #[test]
+    fn survives_reopen() -> Result<(), StoreError> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("kv.redb");
+        KvStore::open(&path)?.write("b", &[("k".into(), b"v".to_vec())], &[])?;
+        assert_eq!(KvStore::open(&path)?.get("b", "k")?, Some(b"v".to_vec()));
+        Ok(())
+    }
+}

@@ -1,0 +1,6 @@
+//! Native implementations of the capabilities components import: what a
+//! wasmCloud host or provider gives them on a lattice, given in-process here.
+
+pub mod keyvalue;
+pub mod kv_store;
+pub mod logging;

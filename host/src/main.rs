@@ -1,0 +1,152 @@
+//! `twinlattice`: the digital-twin registry and I4.0 broker as WebAssembly
+//! components, run in an embedded wasmtime host.
+
+mod bindings;
+mod capabilities;
+mod commands;
+mod http_server;
+mod runtime;
+mod settings;
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "twinlattice", version, about, long_about = "twinlattice runs its WebAssembly components \
+(the AAS registry, its HTTP gateway and the schema validator) in an embedded wasmtime host.\n\n\
+Settings come from flags, then environment variables, then the --config file (NAME=value lines using \
+the same variable names), in that order.")]
+struct Cli {
+    /// A `.env`-style file of NAME=value settings (same names as the environment variables).
+    #[arg(long, global = true, env = "TWINLATTICE_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    /// Log filter: error, warn, info, debug, trace, or a tracing directive like `twinlattice=debug`.
+    #[arg(long, global = true, env = "TWINLATTICE_LOG", default_value = "info")]
+    log_level: String,
+
+    /// Log format on stderr.
+    #[arg(long, global = true, env = "TWINLATTICE_LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: LogFormat,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the embedded host with every component and serve the AAS registry.
+    Serve(ServeArgs),
+    /// Validate a JSON document with the validator component.
+    Validate(ValidateArgs),
+}
+
+/// Where the host finds its components and keeps its data.
+#[derive(Args, Clone)]
+pub struct HostArgs {
+    /// Directory of the .wasm components to load (all of them are loaded and linked).
+    #[arg(long, env = "TWINLATTICE_COMPONENTS_DIR", value_name = "DIR", default_value_os_t = settings::default_components_dir())]
+    components_dir: PathBuf,
+
+    /// Directory for compiled-code cache files (safe to delete).
+    #[arg(long, env = "TWINLATTICE_CACHE_DIR", value_name = "DIR", default_value_os_t = settings::default_cache_dir())]
+    cache_dir: PathBuf,
+}
+
+#[derive(Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    runtime: HostArgs,
+
+    /// Directory where the registry keeps its data (created if missing).
+    #[arg(long, env = "TWINLATTICE_DATA_DIR", value_name = "DIR", default_value = "./data")]
+    data_dir: PathBuf,
+
+    /// Address the HTTP face binds to (the RIC's name for it).
+    #[arg(long, env = "LIA_AAS_RESTAPI_HOST_EXTERN", default_value = "127.0.0.1")]
+    host: String,
+
+    /// HTTP port of the registry, gateway and I4.0 inbox; 0 picks a free one.
+    #[arg(long, env = "LIA_AAS_RESTAPI_PORT_INTERN", default_value_t = 9021)]
+    port: u16,
+
+    /// Largest request body accepted; larger ones get 413.
+    #[arg(long, env = "TWINLATTICE_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    max_body_bytes: usize,
+
+    /// CoAP port of the I4.0 broker's inbox (used by the CoAP bridge).
+    #[arg(long, env = "LIA_AAS_COAP_PORT_INTERN", default_value_t = 5683)]
+    coap_port: u16,
+
+    /// MQTT broker host of the I4.0 broker's MQTT bridge (none: embedded broker).
+    #[arg(long, env = "LIA_AAS_MQTT_HOST")]
+    mqtt_host: Option<String>,
+
+    /// MQTT broker port.
+    #[arg(long, env = "LIA_AAS_MQTT_PORT", default_value_t = 1883)]
+    mqtt_port: u16,
+}
+
+#[derive(Args)]
+pub struct ValidateArgs {
+    #[command(flatten)]
+    runtime: HostArgs,
+
+    /// Schema name, e.g. `aas-v3.0/shell-descriptor` (see --list).
+    #[arg(long, required_unless_present = "list")]
+    schema: Option<String>,
+
+    /// List the schema names the validator knows, one per line.
+    #[arg(long)]
+    list: bool,
+
+    /// The JSON document to validate (`-` for stdin).
+    #[arg(required_unless_present = "list")]
+    file: Option<PathBuf>,
+}
+
+fn init_logging(filter: &str, format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    if let Some(file) = settings::config_file_from_args() {
+        if let Err(e) = settings::load_env_file(&file) {
+            eprintln!("twinlattice: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    }
+    let cli = Cli::parse();
+    init_logging(&cli.log_level, cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("twinlattice: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => commands::serve::run(args).await,
+            Command::Validate(args) => commands::validate::run(args).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("twinlattice: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,66 @@
+//! The wasmtime engine and component loading with an on-disk cache of
+//! compiled code, so a start after the first pays no compilation.
+
+use anyhow::{Context, Result};
+use sha2::{Digest, Sha256};
+use std::hash::{Hash, Hasher};
+use std::path::Path;
+use wasmtime::component::Component;
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// Instances the pooling allocator keeps slots for. Each request on the HTTP
+/// face takes one gateway instance; service components keep a few warm.
+const MAX_COMPONENT_INSTANCES: u32 = 1_000;
+/// The largest linear memory a component may grow to.
+const MAX_MEMORY_BYTES: usize = 512 << 20;
+
+pub fn new_engine() -> Result<Engine> {
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_component_instances(MAX_COMPONENT_INSTANCES)
+        .total_core_instances(MAX_COMPONENT_INSTANCES * 4)
+        .total_memories(MAX_COMPONENT_INSTANCES * 2)
+        .total_tables(MAX_COMPONENT_INSTANCES * 4)
+        .max_memory_size(MAX_MEMORY_BYTES);
+    let mut config = Config::new();
+    config
+        .async_support(true)
+        .wasm_component_model(true)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    Engine::new(&config).context("failed to create the wasmtime engine")
+}
+
+/// Load the component at `path`, from `cache_dir` when it holds code
+/// compiled from the same bytes by a compatible engine.
+pub fn load_component(engine: &Engine, path: &Path, cache_dir: &Path) -> Result<Component> {
+    let bytes = std::fs::read(path).with_context(|| format!("failed to read component {}", path.display()))?;
+    let mut engine_hash = std::collections::hash_map::DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut engine_hash);
+    let mut digest = Sha256::new();
+    digest.update(&bytes);
+    digest.update(engine_hash.finish().to_le_bytes());
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("component");
+    let cached = cache_dir.join(format!("{stem}-{}.cwasm", &hex::encode(digest.finalize())[..24]));
+    if cached.exists() {
+        // SAFETY: the file was written by `Component::serialize` of this
+        // program into the host's own cache directory, and its name binds it
+        // to these exact component bytes and this engine's configuration.
+        #[allow(unsafe_code)]
+        match unsafe { Component::deserialize_file(engine, &cached) } {
+            Ok(component) => return Ok(component),
+            Err(e) => tracing::warn!(file = %cached.display(), error = %e, "ignoring unusable compiled-code cache entry"),
+        }
+    }
+    let component = Component::new(engine, &bytes).with_context(|| format!("failed to compile {}", path.display()))?;
+    if let Err(e) = write_cache(&component, cache_dir, &cached) {
+        tracing::warn!(error = %e, "could not cache compiled component");
+    }
+    Ok(component)
+}
+
+fn write_cache(component: &Component, dir: &Path, file: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let tmp = file.with_extension("tmp");
+    std::fs::write(&tmp, component.serialize()?)?;
+    std::fs::rename(&tmp, file)?;
+    Ok(())
+}

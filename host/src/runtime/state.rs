@@ -1,0 +1,76 @@
+//! The data every component store carries, and the factory that makes it.
+
+use crate::capabilities::keyvalue::{KeyValueCtx, KeyValueView};
+use crate::capabilities::kv_store::KvStore;
+use crate::capabilities::logging::LoggingView;
+use std::sync::Arc;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_config::{WasiConfig, WasiConfigVariables};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpView};
+
+/// Per-store state: one per component instance.
+pub struct HostState {
+    component: Arc<str>,
+    table: ResourceTable,
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    kv: KeyValueCtx,
+    config: Arc<WasiConfigVariables>,
+}
+
+impl HostState {
+    pub fn component(&self) -> &str {
+        &self.component
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl WasiHttpView for HostState {
+    fn ctx(&mut self) -> &mut WasiHttpCtx {
+        &mut self.http
+    }
+    fn table(&mut self) -> &mut ResourceTable {
+        &mut self.table
+    }
+}
+
+pub fn keyvalue_view(s: &mut HostState) -> KeyValueView<'_> {
+    KeyValueView::new(&s.kv, &mut s.table)
+}
+
+pub fn logging_view(s: &mut HostState) -> LoggingView<'_> {
+    LoggingView { component: &s.component }
+}
+
+pub fn config_view(s: &mut HostState) -> WasiConfig<'_> {
+    WasiConfig::from(&*s.config)
+}
+
+/// Makes fresh store data; shared by every pool and the HTTP server.
+pub struct StateFactory {
+    pub kv: Arc<KvStore>,
+    pub config: Arc<WasiConfigVariables>,
+}
+
+impl StateFactory {
+    pub fn new_state(&self, component: &Arc<str>) -> HostState {
+        // Components get no files, no environment and no arguments: what they
+        // may touch comes through their imports. stderr is inherited so a
+        // guest panic message reaches the host's log.
+        let wasi = WasiCtx::builder().inherit_stderr().build();
+        HostState {
+            component: component.clone(),
+            table: ResourceTable::new(),
+            wasi,
+            http: WasiHttpCtx::new(),
+            kv: KeyValueCtx { store: self.kv.clone() },
+            config: self.config.clone(),
+        }
+    }
+}

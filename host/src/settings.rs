@@ -1,0 +1,71 @@
+//! Settings of `twinlattice serve`: flags, environment (with the RIC's
+//! variable names where it has them) and an optional `.env`-style file, in
+//! that order of precedence.
+
+use std::path::{Path, PathBuf};
+
+/// Read `NAME=value` lines of `file` into the environment, without
+/// overriding variables that are already set. `#` starts a comment.
+pub fn load_env_file(file: &Path) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| anyhow::anyhow!("cannot read config file {}: {e}", file.display()))?;
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let Some((name, value)) = line.split_once('=') else {
+            anyhow::bail!("{}:{}: expected NAME=value", file.display(), n + 1);
+        };
+        let (name, value) = (name.trim(), value.trim().trim_matches('"'));
+        if std::env::var_os(name).is_none() {
+            std::env::set_var(name, value);
+        }
+    }
+    Ok(())
+}
+
+/// The `--config` file named on the command line or in `TWINLATTICE_CONFIG`,
+/// found before clap parses so that its values act as environment.
+pub fn config_file_from_args() -> Option<PathBuf> {
+    let args: Vec<String> = std::env::args().collect();
+    for (i, a) in args.iter().enumerate() {
+        if let Some(v) = a.strip_prefix("--config=") {
+            return Some(v.into());
+        }
+        if a == "--config" {
+            return args.get(i + 1).map(PathBuf::from);
+        }
+    }
+    std::env::var_os("TWINLATTICE_CONFIG").map(PathBuf::from)
+}
+
+/// `wasi:config` values from `TWINLATTICE_CONFIG_<KEY>` variables: the key
+/// is lower-cased with `_` turned into `-` (`TWINLATTICE_CONFIG_REGISTRY_BUCKET`
+/// → `registry-bucket`).
+pub fn component_config_from_env() -> Vec<(String, String)> {
+    std::env::vars()
+        .filter_map(|(k, v)| {
+            let key = k.strip_prefix("TWINLATTICE_CONFIG_")?;
+            Some((key.to_ascii_lowercase().replace('_', "-"), v))
+        })
+        .collect()
+}
+
+/// Where compiled code is cached: `$XDG_CACHE_HOME/twinlattice/compiled` or
+/// `~/.cache/twinlattice/compiled`.
+pub fn default_cache_dir() -> PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir)
+        .join("twinlattice/compiled")
+}
+
+/// The components directory: `components/` next to the binary.
+pub fn default_components_dir() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|p| p.join("components")))
+        .unwrap_or_else(|| PathBuf::from("components"))
+}

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs whatever is missing on a fresh machine (Debian 12, rustup) and
+# builds the Wasm components and the host. Idempotent: a second run with
+# nothing changed takes seconds.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(dirname "$here")"
+source "$here/env.sh"
+
+sudo_if_needed() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+apt_install() {
+  local missing=()
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  if [ "${#missing[@]}" -gt 0 ]; then
+    log "installing Debian packages: ${missing[*]}"
+    sudo_if_needed apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive sudo_if_needed apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+}
+
+# 1. The wasm32-wasip2 toolchain: rustup's target where it is installed,
+#    otherwise Debian's rustc-web with -Zbuild-std (see DEVELOPERS.md).
+if rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
+  log "using rustup's wasm32-wasip2 target"
+else
+  apt_install rustc-web cargo-web rust-web-src lld-16 wasi-libc
+fi
+if ! command -v wasm-component-ld >/dev/null 2>&1; then
+  log "installing wasm-component-ld (about 80 s)"
+  cargo install wasm-component-ld --locked --quiet
+fi
+
+# 2. The components, then the host binary that loads them.
+"$here/build-components.sh"
+log "building the host (the first build takes about 10 minutes on 2 cores)"
+cargo build --release --locked --manifest-path "$root/Cargo.toml" --target-dir "$TWINLATTICE_TARGET_DIR" -p twinlattice
+log "ready: $TWINLATTICE_BIN"
