@@ -44,14 +44,17 @@ pub async fn serve(runtime: Arc<Runtime>, listener: TcpListener) -> Result<()> {
 }
 
 async fn handle(runtime: Arc<Runtime>, req: hyper::Request<Incoming>) -> Result<hyper::Response<HyperOutgoingBody>> {
-    let pre = runtime.http_entry().context("no HTTP entry component")?.clone();
-    let mut store = runtime.new_http_store();
+    let pool = runtime.http_entry().context("no HTTP entry component")?;
+    let mut instance = pool.take().await?;
     let (sender, receiver) = tokio::sync::oneshot::channel();
-    let req = store.data_mut().new_incoming_request(Scheme::Http, req)?;
-    let out = store.data_mut().new_response_outparam(sender)?;
+    let req = instance.store.data_mut().new_incoming_request(Scheme::Http, req)?;
+    let out = instance.store.data_mut().new_response_outparam(sender)?;
     let task = tokio::spawn(async move {
-        let proxy = pre.instantiate_async(&mut store).await?;
-        proxy.wasi_http_incoming_handler().call_handle(&mut store, req, out).await
+        instance.proxy.wasi_http_incoming_handler().call_handle(&mut instance.store, req, out).await?;
+        if let Some(pool) = runtime.http_entry() {
+            pool.give_back(instance);
+        }
+        anyhow::Ok(())
     });
     match receiver.await {
         Ok(Ok(response)) => Ok(response),

@@ -76,6 +76,11 @@ pub struct ServeArgs {
     #[arg(long, env = "LIA_AAS_RESTAPI_PORT_INTERN", default_value_t = 9021)]
     port: u16,
 
+    /// Flush each write to disk before acknowledging it. `false` is for bulk
+    /// loads and benchmarks only: a power loss may then lose the latest writes.
+    #[arg(long, env = "TWINLATTICE_FSYNC", default_value_t = true, action = clap::ArgAction::Set)]
+    fsync: bool,
+
     /// Largest request body accepted; larger ones get 413.
     #[arg(long, env = "TWINLATTICE_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     max_body_bytes: usize,

@@ -8,7 +8,7 @@
 //! bytes. Counters (`wasi:keyvalue/atomics.increment`) are stored as decimal
 //! text, as wasmCloud's keyvalue providers do, so values stay portable.
 
-use redb::{Database, ReadableTable, TableDefinition};
+use redb::{Database, Durability, ReadableTable, TableDefinition, WriteTransaction};
 use std::path::Path;
 
 /// Why a store operation failed. Guests see these as `wasi:keyvalue` `other`
@@ -39,13 +39,24 @@ fn table_name(bucket: &str) -> String {
 /// The store: one redb database file in the data directory.
 pub struct KvStore {
     db: Database,
+    fsync: bool,
 }
 
 impl KvStore {
-    /// Open (or create) the store file `path`.
-    pub fn open(path: &Path) -> Result<KvStore, StoreError> {
+    /// Open (or create) the store file `path`. With `fsync` false, commits
+    /// reach the OS but are not flushed to disk before `ok` (bulk loads and
+    /// benchmarks; a power loss can lose the latest writes, never tear one).
+    pub fn open(path: &Path, fsync: bool) -> Result<KvStore, StoreError> {
         let db = Database::create(path).map_err(|source| StoreError::Open { path: path.display().to_string(), source })?;
-        Ok(KvStore { db })
+        Ok(KvStore { db, fsync })
+    }
+
+    fn begin_write(&self) -> Result<WriteTransaction, StoreError> {
+        let mut tx = self.db.begin_write().map_err(tx_err)?;
+        if !self.fsync {
+            tx.set_durability(Durability::Eventual);
+        }
+        Ok(tx)
     }
 
     pub fn get(&self, bucket: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
@@ -78,7 +89,7 @@ impl KvStore {
     pub fn write(&self, bucket: &str, set: &[(String, Vec<u8>)], delete: &[String]) -> Result<(), StoreError> {
         let name = table_name(bucket);
         let table_def: TableDefinition<&str, &[u8]> = TableDefinition::new(&name);
-        let tx = self.db.begin_write().map_err(tx_err)?;
+        let tx = self.begin_write()?;
         {
             let mut table = tx.open_table(table_def).map_err(tx_err)?;
             for (k, v) in set {
@@ -95,7 +106,7 @@ impl KvStore {
     pub fn increment(&self, bucket: &str, key: &str, delta: u64) -> Result<u64, StoreError> {
         let name = table_name(bucket);
         let table_def: TableDefinition<&str, &[u8]> = TableDefinition::new(&name);
-        let tx = self.db.begin_write().map_err(tx_err)?;
+        let tx = self.begin_write()?;
         let next = {
             let mut table = tx.open_table(table_def).map_err(tx_err)?;
             let current = match table.get(key).map_err(tx_err)? {
@@ -145,7 +156,7 @@ mod tests {
     #[test]
     fn write_read_delete_and_count() -> Result<(), StoreError> {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = KvStore::open(&dir.path().join("kv.redb"))?;
+        let store = KvStore::open(&dir.path().join("kv.redb"), true)?;
         assert_eq!(store.get("b", "k")?, None);
         store.write("b", &[("k".into(), b"v".to_vec()), ("j".into(), b"w".to_vec())], &[])?;
         assert_eq!(store.get("b", "k")?, Some(b"v".to_vec()));
@@ -164,8 +175,8 @@ mod tests {
     fn survives_reopen() -> Result<(), StoreError> {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("kv.redb");
-        KvStore::open(&path)?.write("b", &[("k".into(), b"v".to_vec())], &[])?;
-        assert_eq!(KvStore::open(&path)?.get("b", "k")?, Some(b"v".to_vec()));
+        KvStore::open(&path, true)?.write("b", &[("k".into(), b"v".to_vec())], &[])?;
+        assert_eq!(KvStore::open(&path, true)?.get("b", "k")?, Some(b"v".to_vec()));
         Ok(())
     }
 }

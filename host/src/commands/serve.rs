@@ -23,6 +23,7 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
         components_dir: args.runtime.components_dir.clone(),
         data_dir: args.data_dir.clone(),
         cache_dir: args.runtime.cache_dir.clone(),
+        fsync: args.fsync,
         config,
     };
     let runtime = Arc::new(Runtime::start(&options).await?);

@@ -16,6 +16,7 @@ pub async fn run(args: ValidateArgs) -> Result<ExitCode> {
         components_dir: args.runtime.components_dir.clone(),
         data_dir: scratch.clone(),
         cache_dir: args.runtime.cache_dir.clone(),
+        fsync: false,
         config: Vec::new(),
     };
     let runtime = Runtime::start(&options).await;

@@ -3,6 +3,7 @@
 //! capabilities natively, and hands out instances.
 
 pub mod engine;
+pub mod http_pool;
 pub mod linking;
 pub mod pool;
 pub mod state;
@@ -12,11 +13,12 @@ use anyhow::{bail, Context, Result};
 use linking::Loaded;
 use pool::ServicePool;
 use state::{HostState, StateFactory};
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use wasmtime::component::{Component, Linker, Val};
-use wasmtime::{Engine, Store};
+use wasmtime::Engine;
 use wasmtime_wasi_config::WasiConfigVariables;
 use wasmtime_wasi_http::bindings::ProxyPre;
 
@@ -26,6 +28,8 @@ pub struct RuntimeOptions {
     pub data_dir: PathBuf,
     /// Compiled-code cache (safe to delete).
     pub cache_dir: PathBuf,
+    /// Flush every committed write to disk before acknowledging it.
+    pub fsync: bool,
     /// `wasi:config` values every component sees.
     pub config: Vec<(String, String)>,
 }
@@ -35,7 +39,7 @@ pub struct Runtime {
     factory: Arc<StateFactory>,
     /// Project interface → pool of the component exporting it.
     pools: HashMap<String, (Arc<ServicePool>, Component)>,
-    http: Option<(Arc<str>, ProxyPre<HostState>)>,
+    http: Option<http_pool::HttpPool>,
     components: Vec<String>,
 }
 
@@ -68,7 +72,7 @@ impl Runtime {
         let engine = engine::new_engine()?;
         std::fs::create_dir_all(&options.data_dir)
             .with_context(|| format!("failed to create the data directory {}", options.data_dir.display()))?;
-        let kv = Arc::new(KvStore::open(&options.data_dir.join("twinlattice.redb"))?);
+        let kv = Arc::new(KvStore::open(&options.data_dir.join("twinlattice.redb"), options.fsync)?);
         let factory = Arc::new(StateFactory {
             kv,
             config: Arc::new(WasiConfigVariables::from_iter(options.config.iter().cloned())),
@@ -100,10 +104,10 @@ impl Runtime {
                 }
             }
             if let Ok(proxy) = ProxyPre::new(pre) {
-                if let Some((other, _)) = &http {
-                    bail!("both {other} and {} export wasi:http/incoming-handler", l.name);
+                if http.is_some() {
+                    bail!("two components export wasi:http/incoming-handler; {} is the second", l.name);
                 }
-                http = Some((l.name.clone(), proxy));
+                http = Some(http_pool::HttpPool::new(l.name.clone(), proxy, factory.clone()));
             }
             tracing::info!(component = %l.name, imports = ?l.imports.keys().collect::<Vec<_>>(), exports = ?l.exports, "component linked");
             components.push(l.name.to_string());
@@ -115,14 +119,9 @@ impl Runtime {
         &self.components
     }
 
-    /// The HTTP entry component, if one was loaded.
-    pub fn http_entry(&self) -> Option<&ProxyPre<HostState>> {
-        self.http.as_ref().map(|(_, p)| p)
-    }
-
-    pub fn new_http_store(&self) -> Store<HostState> {
-        let name = self.http.as_ref().map(|(n, _)| n.clone()).unwrap_or_else(|| "http".into());
-        Store::new(&self.engine, self.factory.new_state(&name))
+    /// Warm instances of the HTTP entry component, if one was loaded.
+    pub fn http_entry(&self) -> Option<&http_pool::HttpPool> {
+        self.http.as_ref()
     }
 
     /// Call `interface#func` on a warm instance of the component exporting

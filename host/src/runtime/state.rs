@@ -19,12 +19,6 @@ pub struct HostState {
     config: Arc<WasiConfigVariables>,
 }
 
-impl HostState {
-    pub fn component(&self) -> &str {
-        &self.component
-    }
-}
-
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }

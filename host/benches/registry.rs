@@ -1,0 +1,399 @@
+//! Registry benchmark: the full Wasm path of `twinlattice serve` against a
+//! baseline raw hyper server that answers the same stored JSON from memory,
+//! both loaded over loopback in the same run. Prints figures; asserts
+//! nothing. Run with `cargo bench -p twinlattice --bench registry`.
+//!
+//! Figures:
+//! - host cold start to the first answered request (no compiled-code cache,
+//!   and with the cache the first start leaves);
+//! - POST of new descriptors with fsync on (sequential and concurrent);
+//! - GET /shell-descriptors/{id}: closed-loop throughput of both servers,
+//!   and latency percentiles of both at a fixed 1,000 req/s (open loop,
+//!   latency measured from the scheduled send time);
+//! - paging 100,000 descriptors with limit=100: time per page, first pages
+//!   against last pages.
+//!
+//! Environment: BENCH_SECONDS (default 5), BENCH_PAGING_TOTAL (100000).
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use base64::Engine as _;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1 as client;
+use hyper_util::rt::TokioIo;
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::{TcpListener, TcpStream};
+
+type AnyError = Box<dyn std::error::Error + Send + Sync>;
+
+fn env_num(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn descriptor(i: usize) -> (String, String) {
+    let id = format!("https://bench.example.com/ids/aas/{i:08}");
+    let body = serde_json::json!({
+        "id": id,
+        "idShort": format!("Bench{i}"),
+        "assetKind": "Instance",
+        "globalAssetId": format!("https://bench.example.com/ids/asset/{i:08}"),
+        "specificAssetIds": [{"name": "serialNumber", "value": format!("SN-{i:08}")}],
+        "endpoints": [{"interface": "AAS-3.0", "protocolInformation": {
+            "href": format!("https://repo.bench.example.com/api/v3.0/shells/{}", B64.encode(&id)),
+            "endpointProtocol": "HTTP", "endpointProtocolVersion": ["1.1"]}}],
+    });
+    (id, body.to_string())
+}
+
+/// A running `twinlattice serve`, killed on drop.
+struct Host {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_host(data: &std::path::Path, cache: &std::path::Path, fsync: bool) -> Result<(Host, Instant), AnyError> {
+    let started = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_twinlattice"))
+        .args(["serve", "--port", "0", "--data-dir"])
+        .arg(data)
+        .arg("--cache-dir")
+        .arg(cache)
+        .args(["--fsync", if fsync { "true" } else { "false" }])
+        .env("TWINLATTICE_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let addr = loop {
+        let line = lines.next().ok_or("host exited before listening")??;
+        if let Some(url) = line.strip_prefix("twinlattice http listening on http://") {
+            break url.trim().parse()?;
+        }
+    };
+    // Keep draining stdout so the host never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Ok((Host { child, addr }, started))
+}
+
+/// One keep-alive HTTP/1.1 connection.
+struct Conn {
+    sender: client::SendRequest<Full<Bytes>>,
+}
+
+impl Conn {
+    async fn open(addr: SocketAddr) -> Result<Conn, AnyError> {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        let (sender, conn) = client::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(conn);
+        Ok(Conn { sender })
+    }
+
+    async fn send(&mut self, method: &str, path: &str, body: Option<&str>) -> Result<(u16, Bytes), AnyError> {
+        self.sender.ready().await?;
+        let req = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "bench")
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body.unwrap_or("").to_owned())))?;
+        let resp = self.sender.send_request(req).await?;
+        let status = resp.status().as_u16();
+        let bytes = resp.into_body().collect().await?.to_bytes();
+        Ok((status, bytes))
+    }
+}
+
+struct Stats {
+    count: usize,
+    seconds: f64,
+    micros: Vec<u64>,
+}
+
+impl Stats {
+    fn percentile(&self, p: f64) -> f64 {
+        if self.micros.is_empty() {
+            return f64::NAN;
+        }
+        let i = ((self.micros.len() as f64 - 1.0) * p).round() as usize;
+        self.micros[i] as f64 / 1000.0
+    }
+    fn rate(&self) -> f64 {
+        self.count as f64 / self.seconds
+    }
+    fn line(&self) -> String {
+        format!(
+            "{:>9.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  max {:>7.2} ms  (n={})",
+            self.rate(),
+            self.percentile(0.50),
+            self.percentile(0.99),
+            self.percentile(1.0),
+            self.count
+        )
+    }
+}
+
+fn stats(mut micros: Vec<u64>, seconds: f64) -> Stats {
+    micros.sort_unstable();
+    Stats { count: micros.len(), seconds, micros }
+}
+
+/// Closed loop: `conns` connections, each sending as fast as answers come.
+async fn closed_loop(addr: SocketAddr, paths: Arc<Vec<String>>, conns: usize, secs: u64) -> Result<Stats, AnyError> {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..conns {
+        let paths = paths.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut conn = Conn::open(addr).await?;
+            let mut lat = Vec::new();
+            let mut i = c * 7919;
+            while Instant::now() < deadline {
+                let path = &paths[i % paths.len()];
+                i += 1;
+                let t = Instant::now();
+                let (status, _) = conn.send("GET", path, None).await?;
+                if status != 200 {
+                    return Err(format!("GET {path} answered {status}").into());
+                }
+                lat.push(t.elapsed().as_micros() as u64);
+            }
+            Ok::<_, AnyError>(lat)
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    Ok(stats(all, started.elapsed().as_secs_f64()))
+}
+
+/// Open loop at `rate` req/s spread over `conns` connections; latency counts
+/// from when a request was due, so a stall shows up in the tail.
+async fn fixed_rate(addr: SocketAddr, paths: Arc<Vec<String>>, rate: u64, conns: usize, secs: u64) -> Result<Stats, AnyError> {
+    let started = Instant::now();
+    let per_conn = Duration::from_secs_f64(conns as f64 / rate as f64);
+    let total = rate * secs / conns as u64;
+    let mut tasks = Vec::new();
+    for c in 0..conns {
+        let paths = paths.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut conn = Conn::open(addr).await?;
+            let offset = per_conn.mul_f64(c as f64 / conns as f64);
+            let begin = Instant::now() + offset;
+            let mut lat = Vec::new();
+            for n in 0..total {
+                let due = begin + per_conn * n as u32;
+                tokio::time::sleep_until(due.into()).await;
+                let path = &paths[(c * 131 + n as usize) % paths.len()];
+                let (status, _) = conn.send("GET", path, None).await?;
+                if status != 200 {
+                    return Err(format!("GET {path} answered {status}").into());
+                }
+                lat.push(due.elapsed().as_micros() as u64);
+            }
+            Ok::<_, AnyError>(lat)
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    Ok(stats(all, started.elapsed().as_secs_f64()))
+}
+
+/// The baseline: raw hyper answering stored JSON from a HashMap.
+async fn start_baseline(docs: HashMap<String, Bytes>) -> Result<SocketAddr, AnyError> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let docs = Arc::new(docs);
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { continue };
+            let _ = stream.set_nodelay(true);
+            let docs = docs.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let docs = docs.clone();
+                    async move {
+                        let key = req.uri().path().trim_start_matches("/shell-descriptors/");
+                        let resp = match docs.get(key) {
+                            Some(body) => hyper::Response::builder()
+                                .status(200)
+                                .header("content-type", "application/json")
+                                .body(Full::new(body.clone())),
+                            None => hyper::Response::builder().status(404).body(Full::new(Bytes::new())),
+                        };
+                        resp
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+            });
+        }
+    });
+    Ok(addr)
+}
+
+async fn wait_first_answer(addr: SocketAddr, started: Instant) -> Result<Duration, AnyError> {
+    loop {
+        if let Ok(mut conn) = Conn::open(addr).await {
+            if let Ok((200, _)) = conn.send("GET", "/description", None).await {
+                return Ok(started.elapsed());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+async fn post_many(addr: SocketAddr, range: std::ops::Range<usize>, conns: usize) -> Result<Stats, AnyError> {
+    let started = Instant::now();
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(range.start));
+    let end = range.end;
+    let mut tasks = Vec::new();
+    for _ in 0..conns {
+        let next = next.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut conn = Conn::open(addr).await?;
+            let mut lat = Vec::new();
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= end {
+                    break;
+                }
+                let (_, body) = descriptor(i);
+                let t = Instant::now();
+                let (status, answer) = conn.send("POST", "/shell-descriptors", Some(&body)).await?;
+                if status != 201 {
+                    return Err(format!("POST answered {status}: {}", String::from_utf8_lossy(&answer)).into());
+                }
+                lat.push(t.elapsed().as_micros() as u64);
+            }
+            Ok::<_, AnyError>(lat)
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    Ok(stats(all, started.elapsed().as_secs_f64()))
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() -> Result<(), AnyError> {
+    let secs = env_num("BENCH_SECONDS", 5);
+    let paging_total = env_num("BENCH_PAGING_TOTAL", 100_000) as usize;
+    let scratch = tempfile::tempdir()?;
+    let root: PathBuf = scratch.path().into();
+    println!("twinlattice registry benchmark ({} s per load phase, {} CPUs)", secs, std::thread::available_parallelism()?.get());
+
+    // 1. Cold start.
+    println!("\n== host cold start to first answered request (median of 5) ==");
+    for (label, shared_cache) in [("no compiled-code cache", false), ("compiled-code cache warm", true)] {
+        let mut times = Vec::new();
+        for run in 0..5 {
+            let cache = if shared_cache { root.join("cache-shared") } else { root.join(format!("cache-cold-{run}")) };
+            if shared_cache && run == 0 {
+                let (host, started) = start_host(&root.join("warmup"), &cache, true)?;
+                wait_first_answer(host.addr, started).await?;
+            }
+            let (host, started) = start_host(&root.join(format!("start-{label}-{run}").replace(' ', "-")), &cache, true)?;
+            times.push(wait_first_answer(host.addr, started).await?);
+        }
+        times.sort();
+        println!("  {label:<26} median {:>7.1} ms  (min {:.1}, max {:.1})", times[2].as_secs_f64() * 1e3,
+            times[0].as_secs_f64() * 1e3, times[4].as_secs_f64() * 1e3);
+    }
+
+    // 2. POST with fsync on, and GET against the baseline.
+    let cache = root.join("cache-shared");
+    let (host, _) = start_host(&root.join("data-get"), &cache, true)?;
+    println!("\n== POST /shell-descriptors, new descriptors, fsync on ==");
+    let seq = post_many(host.addr, 0..500, 1).await?;
+    println!("  1 connection     {}", seq.line());
+    let conc = post_many(host.addr, 500..2_500, 8).await?;
+    println!("  8 connections    {}", conc.line());
+
+    let ids: Vec<String> = (0..1_000).map(|i| descriptor(i).0).collect();
+    let mut docs = HashMap::new();
+    {
+        let mut conn = Conn::open(host.addr).await?;
+        for id in &ids {
+            let key = B64.encode(id);
+            let (status, body) = conn.send("GET", &format!("/shell-descriptors/{key}"), None).await?;
+            if status != 200 {
+                return Err(format!("preload GET answered {status}").into());
+            }
+            docs.insert(key, body);
+        }
+    }
+    let baseline = start_baseline(docs).await?;
+    let paths: Arc<Vec<String>> = Arc::new(ids.iter().map(|id| format!("/shell-descriptors/{}", B64.encode(id))).collect());
+    println!("\n== GET /shell-descriptors/{{id}}, closed loop, 16 connections ==");
+    let base = closed_loop(baseline, paths.clone(), 16, secs).await?;
+    println!("  baseline (raw hyper, memory)  {}", base.line());
+    let wasm = closed_loop(host.addr, paths.clone(), 16, secs).await?;
+    println!("  twinlattice (full Wasm path)  {}", wasm.line());
+    println!("  throughput ratio: {:.1}% of baseline (target >= 50%)", 100.0 * wasm.rate() / base.rate());
+
+    println!("\n== GET /shell-descriptors/{{id}} at a fixed 1,000 req/s, 8 connections ==");
+    let base = fixed_rate(baseline, paths.clone(), 1_000, 8, secs).await?;
+    println!("  baseline (raw hyper, memory)  {}", base.line());
+    let wasm = fixed_rate(host.addr, paths.clone(), 1_000, 8, secs).await?;
+    println!("  twinlattice (full Wasm path)  {}  (target p99 < 5 ms)", wasm.line());
+    drop(host);
+
+    // 3. Paging through a large registry. Loaded with fsync off: the figure
+    //    measured here is paging, not loading.
+    println!("\n== paging {paging_total} descriptors, limit=100 ==");
+    let (host, _) = start_host(&root.join("data-paging"), &cache, false)?;
+    let load = post_many(host.addr, 0..paging_total, 8).await?;
+    println!("  loaded with fsync off         {}", load.line());
+    let mut conn = Conn::open(host.addr).await?;
+    let mut cursor: Option<String> = None;
+    let mut page_ms = Vec::new();
+    let mut seen = 0usize;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/shell-descriptors?limit=100&cursor={c}"),
+            None => "/shell-descriptors?limit=100".to_string(),
+        };
+        let t = Instant::now();
+        let (status, body) = conn.send("GET", &path, None).await?;
+        page_ms.push(t.elapsed().as_secs_f64() * 1e3);
+        if status != 200 {
+            return Err(format!("page answered {status}").into());
+        }
+        let page: serde_json::Value = serde_json::from_slice(&body)?;
+        seen += page["result"].as_array().map_or(0, Vec::len);
+        match page["paging_metadata"]["cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => break,
+        }
+    }
+    let n = page_ms.len();
+    let tenth = (n / 10).max(1);
+    let mean = |s: &[f64]| s.iter().sum::<f64>() / s.len() as f64;
+    let first = mean(&page_ms[..tenth]);
+    let last = mean(&page_ms[n - tenth..]);
+    let mut sorted = page_ms.clone();
+    sorted.sort_by(f64::total_cmp);
+    println!("  pages {n}, descriptors seen {seen}");
+    println!("  first 10% of pages: mean {first:.2} ms; last 10%: mean {last:.2} ms; ratio last/first {:.2} (target within 2x)", last / first);
+    println!("  per page: p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms", sorted[n / 2], sorted[(n * 99) / 100], sorted[n - 1]);
+    Ok(())
+}
