@@ -183,9 +183,11 @@ async fn closed_loop(addr: SocketAddr, paths: Arc<Vec<String>>, conns: usize, se
     Ok(stats(all, started.elapsed().as_secs_f64()))
 }
 
-/// Open loop at `rate` req/s spread over `conns` connections; latency counts
-/// from when a request was due, so a stall shows up in the tail.
-async fn fixed_rate(addr: SocketAddr, paths: Arc<Vec<String>>, rate: u64, conns: usize, secs: u64) -> Result<Stats, AnyError> {
+/// Open loop at `rate` req/s spread over `conns` connections. Returns the
+/// latency from sending each request, and from when it was due (which also
+/// counts any stall that delayed later sends, and the tokio timer's up to
+/// 1 ms lateness, the same for both servers).
+async fn fixed_rate(addr: SocketAddr, paths: Arc<Vec<String>>, rate: u64, conns: usize, secs: u64) -> Result<(Stats, Stats), AnyError> {
     let started = Instant::now();
     let per_conn = Duration::from_secs_f64(conns as f64 / rate as f64);
     let total = rate * secs / conns as u64;
@@ -201,28 +203,60 @@ async fn fixed_rate(addr: SocketAddr, paths: Arc<Vec<String>>, rate: u64, conns:
                 let due = begin + per_conn * n as u32;
                 tokio::time::sleep_until(due.into()).await;
                 let path = &paths[(c * 131 + n as usize) % paths.len()];
+                let sent = Instant::now();
                 let (status, _) = conn.send("GET", path, None).await?;
                 if status != 200 {
                     return Err(format!("GET {path} answered {status}").into());
                 }
-                lat.push(due.elapsed().as_micros() as u64);
+                lat.push((sent.elapsed().as_micros() as u64, due.elapsed().as_micros() as u64));
             }
             Ok::<_, AnyError>(lat)
         }));
     }
-    let mut all = Vec::new();
+    let (mut sent, mut due) = (Vec::new(), Vec::new());
     for t in tasks {
-        all.extend(t.await??);
+        for (s, d) in t.await?? {
+            sent.push(s);
+            due.push(d);
+        }
     }
-    Ok(stats(all, started.elapsed().as_secs_f64()))
+    let secs = started.elapsed().as_secs_f64();
+    Ok((stats(sent, secs), stats(due, secs)))
 }
 
-/// The baseline: raw hyper answering stored JSON from a HashMap.
-async fn start_baseline(docs: HashMap<String, Bytes>) -> Result<SocketAddr, AnyError> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
+/// The baseline: raw hyper answering stored JSON from a HashMap, in a
+/// process of its own (this binary re-run with `--baseline-server FILE`), so
+/// that it and the host are loaded alike: a separate server process, the
+/// same client, the same loopback.
+fn start_baseline(docs: HashMap<String, Bytes>, dir: &std::path::Path) -> Result<(Child, SocketAddr), AnyError> {
+    let file = dir.join("baseline-docs.json");
+    let as_text: HashMap<&String, String> = docs.iter().map(|(k, v)| (k, String::from_utf8_lossy(v).into_owned())).collect();
+    std::fs::write(&file, serde_json::to_vec(&as_text)?)?;
+    let mut child = Command::new(std::env::current_exe()?)
+        .arg("--baseline-server")
+        .arg(&file)
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let line = BufReader::new(stdout).lines().next().ok_or("baseline exited")??;
+    Ok((child, line.trim().parse()?))
+}
+
+fn baseline_server(file: &str) -> Result<(), AnyError> {
+    let text: HashMap<String, String> = serde_json::from_slice(&std::fs::read(file)?)?;
+    let docs: HashMap<String, Bytes> = text.into_iter().map(|(k, v)| (k, Bytes::from(v))).collect();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        println!("{}", listener.local_addr()?);
+        serve_baseline(listener, docs).await;
+        Ok(())
+    })
+}
+
+async fn serve_baseline(listener: TcpListener, docs: HashMap<String, Bytes>) {
     let docs = Arc::new(docs);
-    tokio::spawn(async move {
+    {
         loop {
             let Ok((stream, _)) = listener.accept().await else { continue };
             let _ = stream.set_nodelay(true);
@@ -245,8 +279,7 @@ async fn start_baseline(docs: HashMap<String, Bytes>) -> Result<SocketAddr, AnyE
                 let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
             });
         }
-    });
-    Ok(addr)
+    }
 }
 
 async fn wait_first_answer(addr: SocketAddr, started: Instant) -> Result<Duration, AnyError> {
@@ -293,8 +326,15 @@ async fn post_many(addr: SocketAddr, range: std::ops::Range<usize>, conns: usize
     Ok(stats(all, started.elapsed().as_secs_f64()))
 }
 
-#[tokio::main(flavor = "multi_thread")]
-async fn main() -> Result<(), AnyError> {
+fn main() -> Result<(), AnyError> {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(at) = args.iter().position(|a| a == "--baseline-server") {
+        return baseline_server(args.get(at + 1).ok_or("--baseline-server FILE")?);
+    }
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(bench())
+}
+
+async fn bench() -> Result<(), AnyError> {
     let secs = env_num("BENCH_SECONDS", 5);
     let paging_total = env_num("BENCH_PAGING_TOTAL", 100_000) as usize;
     let scratch = tempfile::tempdir()?;
@@ -341,7 +381,7 @@ async fn main() -> Result<(), AnyError> {
             docs.insert(key, body);
         }
     }
-    let baseline = start_baseline(docs).await?;
+    let (mut baseline_child, baseline) = start_baseline(docs, &root)?;
     let paths: Arc<Vec<String>> = Arc::new(ids.iter().map(|id| format!("/shell-descriptors/{}", B64.encode(id))).collect());
     println!("\n== GET /shell-descriptors/{{id}}, closed loop, 16 connections ==");
     let base = closed_loop(baseline, paths.clone(), 16, secs).await?;
@@ -351,11 +391,15 @@ async fn main() -> Result<(), AnyError> {
     println!("  throughput ratio: {:.1}% of baseline (target >= 50%)", 100.0 * wasm.rate() / base.rate());
 
     println!("\n== GET /shell-descriptors/{{id}} at a fixed 1,000 req/s, 8 connections ==");
-    let base = fixed_rate(baseline, paths.clone(), 1_000, 8, secs).await?;
-    println!("  baseline (raw hyper, memory)  {}", base.line());
-    let wasm = fixed_rate(host.addr, paths.clone(), 1_000, 8, secs).await?;
-    println!("  twinlattice (full Wasm path)  {}  (target p99 < 5 ms)", wasm.line());
+    let (base, base_due) = fixed_rate(baseline, paths.clone(), 1_000, 8, secs).await?;
+    println!("  baseline, from send           {}", base.line());
+    println!("  baseline, from due time       {}", base_due.line());
+    let (wasm, wasm_due) = fixed_rate(host.addr, paths.clone(), 1_000, 8, secs).await?;
+    println!("  twinlattice, from send        {}  (target p99 < 5 ms)", wasm.line());
+    println!("  twinlattice, from due time    {}", wasm_due.line());
     drop(host);
+    let _ = baseline_child.kill();
+    let _ = baseline_child.wait();
 
     // 3. Paging through a large registry. Loaded with fsync off: the figure
     //    measured here is paging, not loading.
