@@ -37,4 +37,8 @@ fi
 "$here/build-components.sh"
 log "building the host (the first build takes about 10 minutes on 2 cores)"
 cargo build --release --locked --manifest-path "$root/Cargo.toml" --target-dir "$TWINLATTICE_TARGET_DIR" -p twinlattice
+
+# Compile the components into the host's cache now, so that the first start
+# answers within milliseconds instead of compiling for seconds.
+"$TWINLATTICE_BIN" compile >/dev/null
 log "ready: $TWINLATTICE_BIN"

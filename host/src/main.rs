@@ -45,6 +45,9 @@ enum Command {
     Serve(ServeArgs),
     /// Validate a JSON document with the validator component.
     Validate(ValidateArgs),
+    /// Compile the components into the compiled-code cache, so the first
+    /// `serve` starts without compiling (setup runs this).
+    Compile(HostArgs),
 }
 
 /// Where the host finds its components and keeps its data.
@@ -145,6 +148,12 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Serve(args) => commands::serve::run(args).await,
             Command::Validate(args) => commands::validate::run(args).await,
+            Command::Compile(args) => {
+                for name in runtime::precompile(&args.components_dir, &args.cache_dir)? {
+                    println!("compiled {name}");
+                }
+                Ok(std::process::ExitCode::SUCCESS)
+            }
         }
     });
     match result {

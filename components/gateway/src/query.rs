@@ -68,8 +68,13 @@ struct SpecificAssetId {
 /// `assetIds` value: base64url of a JSON SpecificAssetId.
 fn asset_id(encoded: &str) -> Result<AssetId, ApiError> {
     let json = ids::decode(encoded)?;
-    let parsed: SpecificAssetId = serde_json::from_str(&json).map_err(|e| {
-        ApiError::bad_request(format!("assetIds must be base64url of a JSON SpecificAssetId {{name, value}}: {e}"))
-    })?;
+    let bad = |why: String| ApiError::bad_request(format!("assetIds must be base64url of a JSON SpecificAssetId {{name, value}}: {why}"));
+    // Parse to a value first: serde would also take `["name", "value"]` for
+    // the struct, which is not a SpecificAssetId.
+    let value: serde_json::Value = serde_json::from_str(&json).map_err(|e| bad(e.to_string()))?;
+    if !value.is_object() {
+        return Err(bad("not a JSON object".into()));
+    }
+    let parsed: SpecificAssetId = serde_json::from_value(value).map_err(|e| bad(e.to_string()))?;
     Ok(AssetId { name: parsed.name, value: parsed.value })
 }

@@ -45,6 +45,23 @@ pub mod cursor {
         let text = String::from_utf8(bytes).map_err(|_| bad())?;
         text.strip_prefix("c1:").and_then(|n| n.parse().ok()).ok_or_else(bad)
     }
+
+    /// Cursor into a list held inside one document: the position of the
+    /// next item, the id of the last item returned and of the next one.
+    pub fn encode_nested(position: u64, last_id: &str, next_id: &str) -> String {
+        let json = serde_json::json!(["n1", position, last_id, next_id]);
+        B64.encode(json.to_string())
+    }
+
+    pub fn decode_nested(cursor: &str) -> Result<(u64, String, String), Error> {
+        let bad = || Error::BadCursor(cursor.to_string());
+        let bytes = B64.decode(cursor.trim_end_matches('=')).map_err(|_| bad())?;
+        let parsed: (String, u64, String, String) = serde_json::from_slice(&bytes).map_err(|_| bad())?;
+        if parsed.0 != "n1" {
+            return Err(bad());
+        }
+        Ok((parsed.1, parsed.2, parsed.3))
+    }
 }
 
 pub struct Collection {

@@ -152,18 +152,34 @@ pub fn find_nested<'a>(shell: &'a Value, id: &str) -> Option<&'a Value> {
         .find(|d| id_of(d) == Some(id))
 }
 
-/// A page of the nested submodel descriptors; the cursor is a position.
+/// A page of the nested submodel descriptors. The cursor names the last
+/// descriptor returned and the one after it (and the position, used only if
+/// both were deleted since), so deleting descriptors between pages neither
+/// skips nor repeats any.
 pub fn page_nested(shell: &Value, page: &PageRequest) -> Result<Page, Error> {
     let limit = page_limit(page)?;
-    let start = match &page.cursor {
-        Some(c) => cursor::decode(c)? as usize,
-        None => 0,
-    };
     let all = shell.get("submodelDescriptors").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]);
-    let items: Vec<String> = all.iter().skip(start).take(limit).map(Value::to_string).collect();
+    let start = match &page.cursor {
+        None => 0,
+        Some(c) => {
+            let (position, last_id, next_id) = cursor::decode_nested(c)?;
+            let find = |id: &str| all.iter().position(|d| id_of(d) == Some(id));
+            match (find(&last_id), find(&next_id)) {
+                (Some(at), _) => at + 1,
+                (None, Some(at)) => at,
+                (None, None) => (position as usize).min(all.len()),
+            }
+        }
+    };
+    let items: Vec<&Value> = all.iter().skip(start).take(limit).collect();
     let next = start + items.len();
-    Ok(Page {
-        cursor: (next < all.len()).then(|| cursor::encode(next as u64)),
-        items,
-    })
+    let cursor = match items.last() {
+        Some(last) if next < all.len() => Some(cursor::encode_nested(
+            next as u64,
+            id_of(last).unwrap_or(""),
+            id_of(&all[next]).unwrap_or(""),
+        )),
+        _ => None,
+    };
+    Ok(Page { items: items.into_iter().map(Value::to_string).collect(), cursor })
 }

@@ -71,8 +71,12 @@ fn common(v: &Value, out: &mut Map<String, Value>) {
     }
     if let Some(a) = v.get("administration").and_then(Value::as_object) {
         let mut admin = Map::new();
+        // V2 administration values are free text ("string" in the RIC's own
+        // sample data); v3 allows only up to four digits without leading
+        // zeros. Values that cannot be v3 are left out rather than refusing
+        // a registration the RIC accepts.
         for k in ["version", "revision"] {
-            if let Some(s) = a.get(k).and_then(Value::as_str) {
+            if let Some(s) = a.get(k).and_then(Value::as_str).filter(|s| is_v3_version(s)) {
                 admin.insert(k.into(), json!(s));
             }
         }
@@ -145,4 +149,9 @@ pub fn submodel_to_v3(v: &Value) -> Value {
         }
     }
     Value::Object(out)
+}
+
+/// `^(0|[1-9][0-9]*)$`, at most four characters (AAS Part 1 v3.0).
+fn is_v3_version(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 4 && s.bytes().all(|b| b.is_ascii_digit()) && (s == "0" || !s.starts_with('0'))
 }

@@ -2,7 +2,7 @@
 
 use crate::runtime::{Runtime, RuntimeOptions};
 use crate::ValidateArgs;
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use std::io::Read;
 use std::process::ExitCode;
 use wasmtime::component::Val;
@@ -34,12 +34,20 @@ pub async fn run(args: ValidateArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let (Some(schema), Some(file)) = (args.schema, args.file) else { bail!("--schema and FILE are required") };
-    let mut document = String::new();
-    if file.as_os_str() == "-" {
-        std::io::stdin().read_to_string(&mut document)?;
+    let mut bytes = Vec::new();
+    let read = if file.as_os_str() == "-" {
+        std::io::stdin().read_to_end(&mut bytes).map(drop)
     } else {
-        document = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
+        std::fs::read(&file).map(|b| bytes = b)
+    };
+    if let Err(e) = read {
+        eprintln!("twinlattice: cannot read {}: {e}", file.display());
+        return Ok(ExitCode::from(2));
     }
+    let Ok(document) = String::from_utf8(bytes) else {
+        eprintln!("twinlattice: not JSON: {} is not UTF-8 text", file.display());
+        return Ok(ExitCode::from(2));
+    };
     let mut results = [Val::Bool(false)];
     runtime
         .call(VALIDATOR, "validate", &[Val::String(schema.clone()), Val::String(document)], &mut results)

@@ -23,6 +23,18 @@ use wasmtime_wasi_config::WasiConfigVariables;
 use wasmtime_wasi_http::bindings::ProxyPre;
 
 /// Where the host finds its parts and keeps its data.
+/// Compile every component in `components_dir` into `cache_dir` ahead of
+/// the first start; returns the component names.
+pub fn precompile(components_dir: &Path, cache_dir: &Path) -> Result<Vec<String>> {
+    let engine = engine::new_engine()?;
+    let mut names = Vec::new();
+    for file in component_files(components_dir)? {
+        engine::load_component(&engine, &file, cache_dir)?;
+        names.push(file.display().to_string());
+    }
+    Ok(names)
+}
+
 pub struct RuntimeOptions {
     pub components_dir: PathBuf,
     pub data_dir: PathBuf,
@@ -35,8 +47,6 @@ pub struct RuntimeOptions {
 }
 
 pub struct Runtime {
-    engine: Engine,
-    factory: Arc<StateFactory>,
     /// Project interface → pool of the component exporting it.
     pools: HashMap<String, (Arc<ServicePool>, Component)>,
     http: Option<http_pool::HttpPool>,
@@ -112,7 +122,7 @@ impl Runtime {
             tracing::info!(component = %l.name, imports = ?l.imports.keys().collect::<Vec<_>>(), exports = ?l.exports, "component linked");
             components.push(l.name.to_string());
         }
-        Ok(Runtime { engine, factory, pools, http, components })
+        Ok(Runtime { pools, http, components })
     }
 
     pub fn components(&self) -> &[String] {
