@@ -118,6 +118,61 @@ impl Conn {
     }
 }
 
+/// A minimal HTTP/1.1 keep-alive GET client for the load phases: it writes
+/// a prepared request and reads exactly one response by Content-Length, so
+/// the load generator spends as little of the shared CPUs as possible and
+/// the figures reflect the servers.
+struct RawConn {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl RawConn {
+    async fn open(addr: SocketAddr) -> Result<RawConn, AnyError> {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(RawConn { stream, buf: Vec::with_capacity(16 * 1024) })
+    }
+
+    async fn get(&mut self, request: &[u8]) -> Result<u16, AnyError> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        self.stream.write_all(request).await?;
+        let mut chunk = [0u8; 8192];
+        let (head_len, status, body_len) = loop {
+            if let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = std::str::from_utf8(&self.buf[..end])?;
+                let status: u16 = head.get(9..12).ok_or("short status line")?.parse()?;
+                let len = head
+                    .lines()
+                    .find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        k.eq_ignore_ascii_case("content-length").then(|| v.trim().parse::<usize>().ok())?
+                    })
+                    .ok_or("no content-length")?;
+                break (end + 4, status, len);
+            }
+            let n = self.stream.read(&mut chunk).await?;
+            if n == 0 {
+                return Err("connection closed".into());
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        };
+        while self.buf.len() < head_len + body_len {
+            let n = self.stream.read(&mut chunk).await?;
+            if n == 0 {
+                return Err("connection closed".into());
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+        self.buf.drain(..head_len + body_len);
+        Ok(status)
+    }
+}
+
+fn get_request(path: &str) -> Vec<u8> {
+    format!("GET {path} HTTP/1.1\r\nhost: bench\r\n\r\n").into_bytes()
+}
+
 struct Stats {
     count: usize,
     seconds: f64,
@@ -160,14 +215,16 @@ async fn closed_loop(addr: SocketAddr, paths: Arc<Vec<String>>, conns: usize, se
     for c in 0..conns {
         let paths = paths.clone();
         tasks.push(tokio::spawn(async move {
-            let mut conn = Conn::open(addr).await?;
+            let mut conn = RawConn::open(addr).await?;
+            let requests: Vec<Vec<u8>> = paths.iter().map(|p| get_request(p)).collect();
             let mut lat = Vec::new();
             let mut i = c * 7919;
             while Instant::now() < deadline {
                 let path = &paths[i % paths.len()];
+                let request = &requests[i % paths.len()];
                 i += 1;
                 let t = Instant::now();
-                let (status, _) = conn.send("GET", path, None).await?;
+                let status = conn.get(request).await?;
                 if status != 200 {
                     return Err(format!("GET {path} answered {status}").into());
                 }
@@ -195,16 +252,18 @@ async fn fixed_rate(addr: SocketAddr, paths: Arc<Vec<String>>, rate: u64, conns:
     for c in 0..conns {
         let paths = paths.clone();
         tasks.push(tokio::spawn(async move {
-            let mut conn = Conn::open(addr).await?;
+            let mut conn = RawConn::open(addr).await?;
+            let requests: Vec<Vec<u8>> = paths.iter().map(|p| get_request(p)).collect();
             let offset = per_conn.mul_f64(c as f64 / conns as f64);
             let begin = Instant::now() + offset;
             let mut lat = Vec::new();
             for n in 0..total {
                 let due = begin + per_conn * n as u32;
                 tokio::time::sleep_until(due.into()).await;
-                let path = &paths[(c * 131 + n as usize) % paths.len()];
+                let at = (c * 131 + n as usize) % paths.len();
+                let path = &paths[at];
                 let sent = Instant::now();
-                let (status, _) = conn.send("GET", path, None).await?;
+                let status = conn.get(&requests[at]).await?;
                 if status != 200 {
                     return Err(format!("GET {path} answered {status}").into());
                 }
