@@ -20,7 +20,7 @@ fi
 mkdir -p "$TWINLATTICE_COMPONENTS_DIR"
 for crate in "$root"/components/*/Cargo.toml; do
   name="$(basename "$(dirname "$crate")")"
-  src="$TWINLATTICE_WASM_TARGET_DIR/wasm32-wasip2/release/$name.wasm"
+  src="$TWINLATTICE_WASM_TARGET_DIR/wasm32-wasip2/release/${name//-/_}.wasm"
   cmp -s "$src" "$TWINLATTICE_COMPONENTS_DIR/$name.wasm" 2>/dev/null || cp "$src" "$TWINLATTICE_COMPONENTS_DIR/$name.wasm"
 done
 log "components in $TWINLATTICE_COMPONENTS_DIR: $(cd "$TWINLATTICE_COMPONENTS_DIR" && ls *.wasm | tr '\n' ' ')"

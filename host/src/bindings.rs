@@ -1,5 +1,6 @@
 //! Host-side bindings for the interfaces the host implements natively
-//! (`wasi:keyvalue`, `wasi:logging`). `wasi:cli`/`io`/`clocks`/`random`/
+//! (`wasi:keyvalue`, `wasi:logging`, and the bridges' side of
+//! `twinlattice:transport/outbound`). `wasi:cli`/`io`/`clocks`/`random`/
 //! `http` come from wasmtime-wasi(-http), `wasi:config` from
 //! wasmtime-wasi-config.
 
@@ -7,7 +8,10 @@ mod generated {
     wasmtime::component::bindgen!({
         path: "wit",
         world: "host-capabilities",
-        imports: { default: trappable },
+        imports: {
+            "twinlattice:transport/outbound/deliver": async | trappable,
+            default: trappable,
+        },
         with: {
             "wasi:keyvalue/store/bucket": crate::capabilities::keyvalue::BucketHandle,
         },
@@ -19,3 +23,4 @@ mod generated {
 
 pub use generated::wasi::keyvalue;
 pub use generated::wasi::logging::logging;
+pub use generated::twinlattice::transport::{outbound, types as transport_types};

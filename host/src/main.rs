@@ -2,6 +2,7 @@
 //! components, run in an embedded wasmtime host.
 
 mod bindings;
+mod bridges;
 mod capabilities;
 mod commands;
 mod http_server;
@@ -88,17 +89,27 @@ pub struct ServeArgs {
     #[arg(long, env = "TWINLATTICE_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     max_body_bytes: usize,
 
-    /// CoAP port of the I4.0 broker's inbox (used by the CoAP bridge).
+    /// Address the CoAP inbox of the I4.0 broker binds to (UDP).
+    #[arg(long, env = "LIA_AAS_COAP_HOST_EXTERN", default_value = "127.0.0.1")]
+    coap_host: String,
+
+    /// CoAP port of the I4.0 broker's inbox; 0 picks a free one.
     #[arg(long, env = "LIA_AAS_COAP_PORT_INTERN", default_value_t = 5683)]
     coap_port: u16,
 
-    /// MQTT broker host of the I4.0 broker's MQTT bridge (none: embedded broker).
+    /// MQTT broker the I4.0 broker's MQTT bridge connects to (inbox topics
+    /// AASpillarbox and VWS_RIC). Unset: the MQTT bridge is off.
     #[arg(long, env = "LIA_AAS_MQTT_HOST")]
     mqtt_host: Option<String>,
 
     /// MQTT broker port.
     #[arg(long, env = "LIA_AAS_MQTT_PORT", default_value_t = 1883)]
     mqtt_port: u16,
+
+    /// Heartbeat lease: an AAS whose last heartbeat (or registration) is
+    /// older than this is shown offline.
+    #[arg(long, env = "TWINLATTICE_HEARTBEAT_TTL_SECS", default_value_t = 15)]
+    heartbeat_ttl_secs: u64,
 }
 
 #[derive(Args)]

@@ -1,7 +1,7 @@
 //! The HTTP gateway component: the one `wasi:http/incoming-handler` on the
 //! registry port. It owns every HTTP concern — routing, identifier decoding,
 //! query parsing, body limits, status codes and the AAS error body — and
-//! calls the registry component through its typed WIT interfaces.
+//! calls the registry and the broker through their typed WIT interfaces.
 
 mod bindings {
     wit_bindgen::generate!({
@@ -12,6 +12,7 @@ mod bindings {
 }
 
 mod aas_api;
+mod broker_api;
 mod http_io;
 mod ids;
 mod query;
@@ -83,6 +84,9 @@ fn method_name(m: Method) -> String {
 
 fn dispatch(req: &mut Request, path: &str) -> Result<Response, ApiError> {
     if let Some(answer) = ric_api::route(req, path) {
+        return answer;
+    }
+    if let Some(answer) = broker_api::route(req, path) {
         return answer;
     }
     let (prefix, rest) = match path.strip_prefix("/api/v3.0") {

@@ -4,3 +4,4 @@
 pub mod keyvalue;
 pub mod kv_store;
 pub mod logging;
+pub mod outbound;

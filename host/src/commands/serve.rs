@@ -1,46 +1,81 @@
-//! `twinlattice serve`: the embedded host with every component.
+//! `twinlattice serve`: the embedded host with every component, the HTTP
+//! face, and the broker's CoAP and MQTT bridges.
 
+use crate::bridges;
+use crate::capabilities::outbound::OutboundCtx;
 use crate::runtime::{Runtime, RuntimeOptions};
 use crate::{http_server, settings, ServeArgs};
 use anyhow::{Context, Result};
 use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// How long start-up waits for the MQTT broker before going on without it
+/// (the bridge keeps trying in the background).
+const MQTT_CONNECT_WAIT: Duration = Duration::from_secs(5);
+
+fn say(line: String) -> Result<()> {
+    let mut out = std::io::stdout();
+    writeln!(out, "{line}")?;
+    out.flush()?;
+    Ok(())
+}
 
 pub async fn run(args: ServeArgs) -> Result<ExitCode> {
     let started = Instant::now();
     let mut config = vec![
         ("max-body-bytes".to_string(), args.max_body_bytes.to_string()),
-        ("coap-port".to_string(), args.coap_port.to_string()),
-        ("mqtt-port".to_string(), args.mqtt_port.to_string()),
+        ("heartbeat-ttl-secs".to_string(), args.heartbeat_ttl_secs.to_string()),
     ];
-    if let Some(host) = &args.mqtt_host {
-        config.push(("mqtt-host".into(), host.clone()));
-    }
     config.extend(settings::component_config_from_env());
+
+    let mqtt = args.mqtt_host.as_deref().map(|host| bridges::mqtt::client(host, args.mqtt_port));
+    let outbound = Arc::new(OutboundCtx { mqtt: mqtt.as_ref().map(|(client, _)| client.clone()) });
     let options = RuntimeOptions {
         components_dir: args.runtime.components_dir.clone(),
         data_dir: args.data_dir.clone(),
         cache_dir: args.runtime.cache_dir.clone(),
         fsync: args.fsync,
+        outbound,
         config,
     };
     let runtime = Arc::new(Runtime::start(&options).await?);
+
     let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
         .await
         .with_context(|| format!("cannot listen on {}:{}", args.host, args.port))?;
     let addr = listener.local_addr()?;
-    let mut out = std::io::stdout();
-    writeln!(out, "twinlattice http listening on http://{addr}")?;
-    writeln!(
-        out,
+    say(format!("twinlattice http listening on http://{addr}"))?;
+
+    let coap = tokio::net::UdpSocket::bind((args.coap_host.as_str(), args.coap_port))
+        .await
+        .with_context(|| format!("cannot listen for CoAP on {}:{}", args.coap_host, args.coap_port))?;
+    say(format!("twinlattice coap listening on coap://{}", coap.local_addr()?))?;
+    tokio::spawn(bridges::coap::serve(runtime.clone(), coap));
+
+    match mqtt {
+        Some((client, events)) => {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            tokio::spawn(bridges::mqtt::run(runtime.clone(), client, events, tx));
+            let broker = format!("{}:{}", args.mqtt_host.as_deref().unwrap_or_default(), args.mqtt_port);
+            match tokio::time::timeout(MQTT_CONNECT_WAIT, rx).await {
+                Ok(Ok(())) => say(format!("twinlattice mqtt bridge connected to {broker}"))?,
+                _ => {
+                    tracing::warn!(%broker, "MQTT broker not reachable yet; the bridge keeps trying");
+                    say(format!("twinlattice mqtt bridge connecting to {broker}"))?;
+                }
+            }
+        }
+        None => say("twinlattice mqtt bridge disabled (no LIA_AAS_MQTT_HOST)".into())?,
+    }
+
+    say(format!(
         "twinlattice ready in {} ms (components: {}; data: {})",
         started.elapsed().as_millis(),
         runtime.components().join(", "),
         args.data_dir.display()
-    )?;
-    out.flush()?;
+    ))?;
     tracing::info!(%addr, data_dir = %args.data_dir.display(), "ready");
     let server = tokio::spawn(http_server::serve(runtime, listener));
     tokio::select! {

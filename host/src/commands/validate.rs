@@ -17,6 +17,7 @@ pub async fn run(args: ValidateArgs) -> Result<ExitCode> {
         data_dir: scratch.clone(),
         cache_dir: args.runtime.cache_dir.clone(),
         fsync: false,
+        outbound: Default::default(),
         config: Vec::new(),
     };
     let runtime = Runtime::start(&options).await;

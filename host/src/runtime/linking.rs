@@ -19,9 +19,13 @@ use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, ComponentExportIndex, Linker};
 use wasmtime::Engine;
 
+/// Project interfaces the host implements itself (the bridges' side of the
+/// broker); on a lattice, providers do.
+const HOST_PROVIDED: &[&str] = &["twinlattice:transport/outbound@0.1.0"];
+
 /// Interfaces linked between components rather than given by the host.
 pub fn is_project_interface(name: &str) -> bool {
-    name.starts_with("twinlattice:")
+    name.starts_with("twinlattice:") && !HOST_PROVIDED.contains(&name)
 }
 
 /// A loaded component and the project interfaces it imports and exports.

@@ -8,7 +8,7 @@ pub mod linking;
 pub mod pool;
 pub mod state;
 
-use crate::capabilities::{keyvalue, kv_store::KvStore, logging};
+use crate::capabilities::{keyvalue, kv_store::KvStore, logging, outbound};
 use anyhow::{bail, Context, Result};
 use linking::Loaded;
 use pool::ServicePool;
@@ -42,6 +42,8 @@ pub struct RuntimeOptions {
     pub cache_dir: PathBuf,
     /// Flush every committed write to disk before acknowledging it.
     pub fsync: bool,
+    /// What the host's delivery side of the bridges needs.
+    pub outbound: Arc<outbound::OutboundCtx>,
     /// `wasi:config` values every component sees.
     pub config: Vec<(String, String)>,
 }
@@ -61,6 +63,7 @@ fn base_linker(engine: &Engine) -> Result<Linker<HostState>> {
     keyvalue::add_to_linker(&mut linker, state::keyvalue_view)?;
     logging::add_to_linker(&mut linker, state::logging_view)?;
     wasmtime_wasi_config::add_to_linker(&mut linker, state::config_view)?;
+    outbound::add_to_linker(&mut linker, state::outbound_view)?;
     Ok(linker)
 }
 
@@ -86,6 +89,7 @@ impl Runtime {
         let factory = Arc::new(StateFactory {
             kv,
             config: Arc::new(WasiConfigVariables::from_iter(options.config.iter().cloned())),
+            outbound: options.outbound.clone(),
         });
         let cache_dir = &options.cache_dir;
         let mut loaded = Vec::new();

@@ -3,6 +3,7 @@
 use crate::capabilities::keyvalue::{KeyValueCtx, KeyValueView};
 use crate::capabilities::kv_store::KvStore;
 use crate::capabilities::logging::LoggingView;
+use crate::capabilities::outbound::{OutboundCtx, OutboundView};
 use std::sync::Arc;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -17,6 +18,7 @@ pub struct HostState {
     http: WasiHttpCtx,
     kv: KeyValueCtx,
     config: Arc<WasiConfigVariables>,
+    outbound: Arc<OutboundCtx>,
 }
 
 impl WasiView for HostState {
@@ -46,10 +48,15 @@ pub fn config_view(s: &mut HostState) -> WasiConfig<'_> {
     WasiConfig::from(&*s.config)
 }
 
+pub fn outbound_view(s: &mut HostState) -> OutboundView<'_> {
+    OutboundView { ctx: &s.outbound }
+}
+
 /// Makes fresh store data; shared by every pool and the HTTP server.
 pub struct StateFactory {
     pub kv: Arc<KvStore>,
     pub config: Arc<WasiConfigVariables>,
+    pub outbound: Arc<OutboundCtx>,
 }
 
 impl StateFactory {
@@ -65,6 +72,7 @@ impl StateFactory {
             http: WasiHttpCtx::new(),
             kv: KeyValueCtx { store: self.kv.clone() },
             config: self.config.clone(),
+            outbound: self.outbound.clone(),
         }
     }
 }

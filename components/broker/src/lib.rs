@@ -1,0 +1,175 @@
+//! The I4.0 message broker component. Every message that reaches an inbox
+//! (HTTP, CoAP, MQTT bridges) comes here through
+//! `twinlattice:transport/inbound.receive`:
+//!
+//! - `register` to the broker: the descriptor in `interactionElements[0]`
+//!   is stored in the registry (created or renewed; validated there) and
+//!   acknowledged with a `registerack` carrying a StatusResponse;
+//! - `HeartBeat`: the sender's lease is renewed and a `HeartBeatAck` sent
+//!   (negative for an AAS the registry does not know);
+//! - anything else is routed to `frame.receiver` (or broadcast) through the
+//!   routing policy and the bridges' `outbound.deliver`, with retries; an
+//!   unknown receiver or a delivery that finally fails produces an error
+//!   message for the sender.
+
+mod bindings {
+    wit_bindgen::generate!({
+        path: "../../wit/broker",
+        world: "broker-component",
+        generate_all,
+    });
+}
+
+mod clock;
+mod frame;
+mod lease;
+mod route;
+
+use bindings::exports::twinlattice::broker::liveness::{self, AasStatus};
+use bindings::exports::twinlattice::transport::inbound::{self, BadInput, Envelope, Reply};
+use bindings::twinlattice::registry::shells;
+use bindings::twinlattice::registry::types::{Dialect, Error as RegistryError, PageRequest, ShellFilter};
+use bindings::wasi::random::random;
+use frame::{answer, status_response, Frame, Me, BROKER_IDS, HEARTBEAT, REGISTRATION};
+use serde_json::Value;
+
+fn new_message_id(kind: &str) -> String {
+    format!("{kind}_{:016x}", random::get_random_u64())
+}
+
+fn reply_to(frame: &Frame, message: Value) -> Reply {
+    Reply { message: message.to_string(), reply_topic: frame::topic_for(&frame.sender_id) }
+}
+
+/// An error I4.0 message for `frame`'s sender.
+pub fn error_reply(frame: &Frame, code: &str, text: &str) -> Reply {
+    let message = answer(
+        frame,
+        Me { id: "VWS_RIC", role: "MessageBroker" },
+        "error",
+        new_message_id("error"),
+        None,
+        None,
+        vec![status_response("E", code, text)],
+    );
+    reply_to(frame, message)
+}
+
+fn register(frame: &Frame) -> Reply {
+    let ack = |status: &str, code: &str, text: &str| {
+        let message = answer(
+            frame,
+            Me { id: "VWS_RIC", role: "RegistryHandler" },
+            "registerack",
+            new_message_id("registerack"),
+            Some(REGISTRATION),
+            None,
+            vec![status_response(status, code, text)],
+        );
+        reply_to(frame, message)
+    };
+    const MALFORMED: &str = "The syntax of the passed Asset Administration Shell descriptor is not valid or malformed request";
+    let Some(descriptor) = frame.interaction_elements.first().filter(|d| d.is_object()) else {
+        return ack("E", "400", &format!("{MALFORMED}: the register message carries no descriptor"));
+    };
+    let dialect = if descriptor.get("identification").is_some() { Dialect::Ric } else { Dialect::V3 };
+    let Some(id) = frame::party_id(descriptor) else {
+        return ack("E", "400", &format!("{MALFORMED}: the descriptor has no id"));
+    };
+    let existed = shells::get(&id).is_ok();
+    match shells::put(&id, &descriptor.to_string(), dialect) {
+        Ok(_) => {
+            lease::renew(&id);
+            if existed {
+                ack("S", "200", "The Asset Administration Shell's descriptor registration is successfully renewed")
+            } else {
+                ack("S", "200", "The Asset Administration Shell's descriptor registration is successful")
+            }
+        }
+        Err(RegistryError::Invalid(violations)) => {
+            let list: Vec<String> = violations.iter().map(|v| format!("{}: {}", if v.pointer.is_empty() { "/" } else { &v.pointer }, v.reason)).collect();
+            ack("E", "400", &format!("{MALFORMED}: {}", list.join("; ")))
+        }
+        Err(RegistryError::Malformed(e)) => ack("E", "400", &format!("{MALFORMED}: {}", e.message)),
+        Err(e) => ack("E", "500", &format!("Unexpected Internal Server Error: {e:?}")),
+    }
+}
+
+fn heartbeat(frame: &Frame) -> Reply {
+    let known = shells::resolve(&frame.sender_id).ok();
+    let elements = match &known {
+        Some(id) => {
+            lease::renew(id);
+            Vec::new()
+        }
+        None => vec![status_response("S", "200", "The AAS is not registered, please provide descriptors")],
+    };
+    let message = answer(
+        frame,
+        Me { id: "AASpillarbox", role: "HeartBeatHandler" },
+        "HeartBeatAck",
+        new_message_id("HeartBeatAck"),
+        Some(HEARTBEAT),
+        Some("AASHeartBeatHandler"),
+        elements,
+    );
+    reply_to(frame, message)
+}
+
+fn is_broker(id: &str) -> bool {
+    BROKER_IDS.contains(&id)
+}
+
+struct Component;
+
+impl inbound::Guest for Component {
+    fn receive(envelope: Envelope) -> Result<Option<Reply>, BadInput> {
+        let message: Value = serde_json::from_str(&envelope.message).map_err(|e| BadInput {
+            reason: format!("the message is not JSON: {e}"),
+            reply: None,
+        })?;
+        let frame = Frame::parse(&message).map_err(|bad| BadInput {
+            reply: bad.sender.map(|s| error_reply(&frame::bare_frame(s), "400", &format!("not an I4.0 message: {}", bad.reason))),
+            reason: format!("not an I4.0 message: {}", bad.reason),
+        })?;
+        let for_broker = frame.receiver_id.as_deref().is_some_and(is_broker);
+        Ok(match frame.message_type.as_str() {
+            "HeartBeat" => Some(heartbeat(&frame)),
+            "register" if for_broker => Some(register(&frame)),
+            _ if for_broker => Some(error_reply(
+                &frame,
+                "400",
+                &format!("the broker handles register and HeartBeat, not {:?}", frame.message_type),
+            )),
+            _ => route::route(&frame, &envelope.message),
+        })
+    }
+}
+
+impl liveness::Guest for Component {
+    fn status() -> Vec<AasStatus> {
+        let mut out = Vec::new();
+        let mut cursor = None;
+        loop {
+            let filter = ShellFilter { asset_kind: None, asset_type: None, asset_ids: Vec::new() };
+            let Ok(page) = shells::list(&filter, &PageRequest { limit: Some(1_000), cursor: cursor.take() }) else { break };
+            for item in &page.items {
+                let Some(id) = serde_json::from_str::<Value>(item).ok().and_then(|v| v.get("id").and_then(Value::as_str).map(str::to_owned)) else { continue };
+                let lease = lease::get(&id);
+                out.push(AasStatus {
+                    online: lease.as_ref().is_some_and(|l| l.expires_ms > clock::now_ms()),
+                    last_heartbeat: lease.as_ref().map(|l| clock::rfc3339(l.last_ms)),
+                    lease_expires: lease.as_ref().map(|l| clock::rfc3339(l.expires_ms)),
+                    id,
+                });
+            }
+            match page.cursor {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+        }
+        out
+    }
+}
+
+bindings::export!(Component with_types_in bindings);

@@ -1,0 +1,152 @@
+//! Routing of messages between AAS: the receiver's registry entry, the
+//! routing policy's decision, and delivery through the bridges with retries.
+
+use crate::bindings::twinlattice::registry::shells;
+use crate::bindings::twinlattice::registry::types::{PageRequest, ShellFilter};
+use crate::bindings::twinlattice::routing::policy::{self, Decision, FrameSummary, ReceiverInfo};
+use crate::bindings::twinlattice::transport::outbound;
+use crate::bindings::twinlattice::transport::types::{DeliveryError, Endpoint, Protocol};
+use crate::bindings::exports::twinlattice::transport::inbound::Reply;
+use crate::bindings::wasi::logging::logging::{log, Level};
+use crate::frame::{self, Frame};
+use crate::{clock, error_reply, lease};
+use serde_json::Value;
+
+/// Attempts per endpoint, and the back-off before the second and third.
+const BACKOFF_MS: [u64; 2] = [100, 400];
+
+/// Route `message` (the text as received) per `frame`. Returns an error
+/// message for the sender when the receiver is unknown or delivery failed.
+pub fn route(frame: &Frame, message: &str) -> Option<Reply> {
+    match &frame.receiver_id {
+        None => {
+            broadcast(frame, message);
+            None
+        }
+        Some(receiver) => match deliver_to(frame, receiver, message) {
+            Ok(()) => None,
+            Err(Failure::Unknown) => Some(error_reply(frame, "404", &format!("receiver {receiver:?} is not registered"))),
+            Err(Failure::Rejected(why)) => Some(error_reply(frame, "400", &format!("message to {receiver:?} not routed: {why}"))),
+            Err(Failure::Undeliverable(why)) => {
+                Some(error_reply(frame, "502", &format!("delivery to {receiver:?} failed: {why}")))
+            }
+        },
+    }
+}
+
+enum Failure {
+    Unknown,
+    Rejected(String),
+    Undeliverable(String),
+}
+
+fn protocol_of(href: &str, declared: Option<&str>) -> Option<Protocol> {
+    let name = declared.map(str::to_ascii_lowercase).unwrap_or_else(|| href.split(':').next().unwrap_or("").to_ascii_lowercase());
+    match name.as_str() {
+        "http" | "https" => Some(Protocol::Http),
+        "coap" | "coaps" => Some(Protocol::Coap),
+        "mqtt" | "mqtts" => Some(Protocol::Mqtt),
+        _ => None,
+    }
+}
+
+/// The `communication` endpoints of a descriptor, in order.
+fn communication_endpoints(descriptor: &Value) -> Vec<Endpoint> {
+    descriptor
+        .get("endpoints")
+        .and_then(Value::as_array)
+        .map(|eps| {
+            eps.iter()
+                .filter(|e| e.get("interface").and_then(Value::as_str).is_some_and(|i| i.eq_ignore_ascii_case("communication")))
+                .filter_map(|e| {
+                    let info = e.get("protocolInformation")?;
+                    let href = info.get("href").and_then(Value::as_str)?;
+                    let protocol = protocol_of(href, info.get("endpointProtocol").and_then(Value::as_str))?;
+                    let address = if protocol == Protocol::Mqtt { frame::topic_for(href.split_once("://").map_or(href, |(_, t)| t)) } else { href.to_string() };
+                    Some(Endpoint { protocol, address })
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn deliver_to(frame: &Frame, receiver: &str, message: &str) -> Result<(), Failure> {
+    let id = shells::resolve(receiver).map_err(|_| Failure::Unknown)?;
+    let descriptor: Value = shells::get(&id)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .ok_or(Failure::Unknown)?;
+    let info = ReceiverInfo {
+        endpoints: communication_endpoints(&descriptor),
+        mqtt_topic: frame::topic_for(receiver),
+        online: lease::is_online(&id),
+        id: id.clone(),
+    };
+    let summary = FrameSummary {
+        message_type: frame.message_type.clone(),
+        sender: frame.sender_id.clone(),
+        receiver: receiver.to_string(),
+        reply_to: frame.reply_to.clone(),
+    };
+    let endpoints = match policy::route(&summary, &info) {
+        Decision::Deliver(endpoints) => endpoints,
+        Decision::Reject(why) => return Err(Failure::Rejected(why)),
+    };
+    let mut last = String::from("the routing policy gave no endpoint");
+    for endpoint in &endpoints {
+        match deliver_with_retries(endpoint, message.as_bytes()) {
+            Ok(()) => return Ok(()),
+            Err(why) => last = why,
+        }
+    }
+    Err(Failure::Undeliverable(last))
+}
+
+fn describe(e: &DeliveryError) -> String {
+    match e {
+        DeliveryError::Unreachable(s) => format!("unreachable: {s}"),
+        DeliveryError::Rejected(s) => format!("rejected: {s}"),
+        DeliveryError::BadAddress(s) => format!("bad address: {s}"),
+    }
+}
+
+fn deliver_with_retries(endpoint: &Endpoint, payload: &[u8]) -> Result<(), String> {
+    let mut attempt = 0;
+    loop {
+        match outbound::deliver(endpoint, payload) {
+            Ok(()) => return Ok(()),
+            Err(DeliveryError::BadAddress(s)) => return Err(format!("bad address {}: {s}", endpoint.address)),
+            Err(e) => {
+                let why = format!("{} after {} attempts: {}", endpoint.address, attempt + 1, describe(&e));
+                if attempt >= BACKOFF_MS.len() {
+                    log(Level::Warn, "broker", &format!("delivery failed: {why}"));
+                    return Err(why);
+                }
+                clock::sleep_ms(BACKOFF_MS[attempt]);
+                attempt += 1;
+            }
+        }
+    }
+}
+
+/// Deliver to every registered AAS but the sender; failures are logged.
+fn broadcast(frame: &Frame, message: &str) {
+    let mut cursor = None;
+    loop {
+        let filter = ShellFilter { asset_kind: None, asset_type: None, asset_ids: Vec::new() };
+        let Ok(page) = shells::list(&filter, &PageRequest { limit: Some(1_000), cursor: cursor.take() }) else { return };
+        for item in &page.items {
+            let Some(id) = serde_json::from_str::<Value>(item).ok().and_then(|v| v.get("id").and_then(Value::as_str).map(str::to_owned)) else { continue };
+            if id == frame.sender_id {
+                continue;
+            }
+            if deliver_to(frame, &id, message).is_err() {
+                log(Level::Warn, "broker", &format!("broadcast to {id:?} failed"));
+            }
+        }
+        match page.cursor {
+            Some(c) => cursor = Some(c),
+            None => return,
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! The CoAP inbox: `POST /i40commu` over UDP (RFC 7252, coap-lite for the
+//! codec, with block-wise transfer per RFC 7959). Answers are piggy-backed on the ACK of a confirmable request (a
+//! NON response to a non-confirmable one): 2.04 Changed with the ack or
+//! error message (Content-Format 50), 2.04 empty for a routed message, 4.00
+//! for input that is not an I4.0 message, 4.04 / 4.05 for other paths and
+//! methods, 4.00 also for a request that does not decode (truncated). A
+//! datagram that is not CoAP at all is logged and dropped, or answered with
+//! a Reset when its header could be read.
+
+use super::inbound::{self, Outcome};
+use crate::runtime::Runtime;
+use coap_lite::{BlockHandler, BlockHandlerConfig, CoapRequest, ContentFormat, MessageClass, MessageType, Packet, RequestType, ResponseType};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use tokio::net::UdpSocket;
+
+/// Block-wise transfer state (RFC 7959), shared by all requests: answers
+/// larger than one datagram (1,152 bytes, RFC 7252's default) go out in
+/// Block2 pieces, large requests come in as Block1 pieces.
+type Blocks = Arc<Mutex<BlockHandler<SocketAddr>>>;
+
+pub async fn serve(runtime: Arc<Runtime>, socket: UdpSocket) {
+    let socket = Arc::new(socket);
+    let blocks: Blocks = Arc::new(Mutex::new(BlockHandler::new(BlockHandlerConfig::default())));
+    let mut buf = vec![0u8; 65_536];
+    loop {
+        let (n, peer) = match socket.recv_from(&mut buf).await {
+            Ok(got) => got,
+            Err(e) => {
+                tracing::warn!(error = %e, "coap receive failed");
+                continue;
+            }
+        };
+        let datagram = buf[..n].to_vec();
+        let (runtime, socket, blocks) = (runtime.clone(), socket.clone(), blocks.clone());
+        tokio::spawn(async move {
+            if let Some(answer) = handle(&runtime, &blocks, &datagram, peer).await {
+                match answer.to_bytes() {
+                    Ok(bytes) => {
+                        if let Err(e) = socket.send_to(&bytes, peer).await {
+                            tracing::warn!(%peer, error = %e, "coap send failed");
+                        }
+                    }
+                    Err(e) => tracing::error!(%peer, error = ?e, "coap answer does not encode"),
+                }
+            }
+        });
+    }
+}
+
+fn lock(blocks: &Blocks) -> std::sync::MutexGuard<'_, BlockHandler<SocketAddr>> {
+    blocks.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Fill the request's response.
+fn answer(request: &mut CoapRequest<SocketAddr>, status: ResponseType, payload: Vec<u8>, json: bool) {
+    if let Some(response) = request.response.as_mut() {
+        response.set_status(status);
+        if json {
+            response.message.set_content_format(ContentFormat::ApplicationJSON);
+        }
+        response.message.payload = payload;
+    }
+}
+
+fn path_of(packet: &Packet) -> String {
+    packet
+        .get_option(coap_lite::CoapOption::UriPath)
+        .map(|segments| segments.iter().map(|s| String::from_utf8_lossy(s).into_owned()).collect::<Vec<_>>().join("/"))
+        .unwrap_or_default()
+}
+
+async fn handle(runtime: &Runtime, blocks: &Blocks, datagram: &[u8], peer: SocketAddr) -> Option<Packet> {
+    let packet = match Packet::from_bytes(datagram) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::info!(%peer, error = ?e, len = datagram.len(), "malformed CoAP message");
+            return malformed_answer(datagram);
+        }
+    };
+    match packet.header.code {
+        MessageClass::Request(_) => {}
+        // Pings (empty CON) get a Reset, as RFC 7252 §4.3 says; anything
+        // else that is not a request is not for us.
+        MessageClass::Empty if packet.header.get_type() == MessageType::Confirmable => return malformed_answer(datagram),
+        _ => return None,
+    }
+    let mut request = CoapRequest::from_packet(packet, peer);
+    match lock(blocks).intercept_request(&mut request) {
+        Ok(true) => return request.response.map(|r| r.message),
+        Ok(false) => {}
+        Err(e) => {
+            request.apply_from_error(e);
+            return request.response.map(|r| r.message);
+        }
+    }
+    process(runtime, &mut request, peer).await;
+    if let Err(e) = lock(blocks).intercept_response(&mut request) {
+        request.apply_from_error(e);
+    }
+    request.response.map(|r| r.message)
+}
+
+async fn process(runtime: &Runtime, request: &mut CoapRequest<SocketAddr>, peer: SocketAddr) {
+    if path_of(&request.message) != "i40commu" {
+        return answer(request, ResponseType::NotFound, b"no such resource; POST to /i40commu".to_vec(), false);
+    }
+    if request.message.header.code != MessageClass::Request(RequestType::Post) {
+        return answer(request, ResponseType::MethodNotAllowed, b"POST only".to_vec(), false);
+    }
+    let Ok(message) = String::from_utf8(request.message.payload.clone()) else {
+        return answer(request, ResponseType::BadRequest, b"the payload is not UTF-8 JSON".to_vec(), false);
+    };
+    match inbound::receive(runtime, "coap", peer.to_string(), message).await {
+        Ok(Outcome::Reply(reply)) => answer(request, ResponseType::Changed, reply.message.into_bytes(), true),
+        Ok(Outcome::Accepted) => answer(request, ResponseType::Changed, Vec::new(), false),
+        Ok(Outcome::BadInput { reason, .. }) => {
+            tracing::info!(%peer, %reason, "bad input on the CoAP inbox");
+            answer(request, ResponseType::BadRequest, reason.into_bytes(), false)
+        }
+        Err(e) => {
+            tracing::error!(%peer, error = ?e, "broker failed");
+            answer(request, ResponseType::InternalServerError, Vec::new(), false)
+        }
+    }
+}
+
+/// The answer to a datagram that does not decode: when its header says it
+/// is a CoAP request (a truncated packet, a bad option), 4.00 Bad Request
+/// with the request's message id and token; otherwise a Reset when the
+/// header is readable (RFC 7252 §4.2), else nothing.
+fn malformed_answer(datagram: &[u8]) -> Option<Packet> {
+    if datagram.len() < 4 || datagram[0] >> 6 != 1 {
+        return None;
+    }
+    let message_id = u16::from_be_bytes([datagram[2], datagram[3]]);
+    let kind = (datagram[0] >> 4) & 0x3;
+    let token_len = usize::from(datagram[0] & 0x0f);
+    let is_request = datagram[1] >> 5 == 0 && datagram[1] != 0;
+    let mut packet = Packet::new();
+    packet.header.set_version(1);
+    packet.header.message_id = message_id;
+    if is_request {
+        packet.header.set_type(if kind == 0 { MessageType::Acknowledgement } else { MessageType::NonConfirmable });
+        packet.header.code = MessageClass::Response(ResponseType::BadRequest);
+        // A truncated token is left out: the piggy-backed ACK still matches
+        // by message id.
+        if token_len <= 8 && datagram.len() >= 4 + token_len {
+            packet.set_token(datagram[4..4 + token_len].to_vec());
+        }
+        packet.payload = b"malformed CoAP message".to_vec();
+    } else {
+        packet.header.set_type(MessageType::Reset);
+        packet.header.code = MessageClass::Empty;
+    }
+    Some(packet)
+}

@@ -1,0 +1,92 @@
+//! The MQTT inbox: subscribed to `AASpillarbox` and `VWS_RIC` (the RIC's
+//! topics) on the broker at `LIA_AAS_MQTT_HOST:LIA_AAS_MQTT_PORT`. Answers
+//! (acks, error messages) are published with QoS 1 on the sender's topic:
+//! its id with `+`, `#` and NUL replaced by `_`. Input that is not an I4.0
+//! message is logged and, when the sender's id can be read, answered with an
+//! error message on its topic. The bridge reconnects when the broker goes.
+
+use super::inbound::{self, Outcome, Reply};
+use crate::runtime::Runtime;
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Topics the broker listens on.
+pub const INBOX_TOPICS: [&str; 2] = ["AASpillarbox", "VWS_RIC"];
+/// Largest message accepted from or sent to the MQTT broker.
+const MAX_PACKET_BYTES: usize = 1024 * 1024;
+
+/// A client (for publishing, shared with outbound delivery) and the event
+/// loop that the bridge task drives.
+pub fn client(host: &str, port: u16) -> (AsyncClient, EventLoop) {
+    let id = format!("twinlattice-{}-{}", std::process::id(), std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0));
+    let mut options = MqttOptions::new(id, host, port);
+    options.set_keep_alive(Duration::from_secs(30));
+    options.set_max_packet_size(MAX_PACKET_BYTES, MAX_PACKET_BYTES);
+    options.set_clean_session(true);
+    AsyncClient::new(options, 1024)
+}
+
+/// Drive the event loop: (re)subscribe on every connection, hand each inbox
+/// message to the broker. `connected` fires after the first subscription.
+pub async fn run(runtime: Arc<Runtime>, client: AsyncClient, mut events: EventLoop, connected: tokio::sync::oneshot::Sender<()>) {
+    let mut connected = Some(connected);
+    loop {
+        match events.poll().await {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                for topic in INBOX_TOPICS {
+                    if let Err(e) = client.subscribe(topic, QoS::AtLeastOnce).await {
+                        tracing::warn!(topic, error = %e, "mqtt subscribe failed");
+                    }
+                }
+            }
+            Ok(Event::Incoming(Packet::SubAck(_))) => {
+                if let Some(tx) = connected.take() {
+                    let _ = tx.send(());
+                }
+            }
+            Ok(Event::Incoming(Packet::Publish(publish))) => {
+                if !INBOX_TOPICS.contains(&publish.topic.as_str()) {
+                    continue;
+                }
+                let (runtime, client) = (runtime.clone(), client.clone());
+                tokio::spawn(async move { handle(&runtime, &client, publish.topic, publish.payload.to_vec()).await });
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "mqtt connection lost; reconnecting");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+}
+
+async fn publish(client: &AsyncClient, reply: Reply) {
+    if reply.topic.is_empty() {
+        return;
+    }
+    if let Err(e) = client.publish(reply.topic.clone(), QoS::AtLeastOnce, false, reply.message.into_bytes()).await {
+        tracing::warn!(topic = %reply.topic, error = %e, "mqtt publish failed");
+    }
+}
+
+async fn handle(runtime: &Runtime, client: &AsyncClient, topic: String, payload: Vec<u8>) {
+    let message = match String::from_utf8(payload) {
+        Ok(m) => m,
+        Err(_) => {
+            tracing::info!(%topic, "mqtt message is not UTF-8; dropped");
+            return;
+        }
+    };
+    match inbound::receive(runtime, "mqtt", format!("mqtt:{topic}"), message).await {
+        Ok(Outcome::Reply(reply)) => publish(client, reply).await,
+        Ok(Outcome::Accepted) => {}
+        Ok(Outcome::BadInput { reason, reply }) => {
+            tracing::info!(%topic, %reason, "bad input on the MQTT inbox");
+            if let Some(reply) = reply {
+                publish(client, reply).await;
+            }
+        }
+        Err(e) => tracing::error!(%topic, error = ?e, "broker failed"),
+    }
+}
