@@ -134,6 +134,10 @@ class Server:
         if self.host is not None:
             cmd += ["--host", self.host]
         cmd += self.extra_args
+        # Every server gets its own CoAP port too, so servers can run side
+        # by side (the default 5683 would collide).
+        if not any(a.startswith("--coap-port") for a in self.extra_args):
+            cmd += ["--coap-port", "0"]
         return cmd
 
     def start(self) -> "Server":
