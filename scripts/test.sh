@@ -6,6 +6,9 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(dirname "$here")"
 source "$here/env.sh"
 "$here/setup.sh"
+# Real protocol peers for the broker tests: an MQTT broker and clients,
+# libcoap's CoAP client.
+apt_install mosquitto mosquitto-clients libcoap3-bin
 
 venv="$TWINLATTICE_CACHE/venv"
 if [ ! -x "$venv/bin/python" ]; then

@@ -44,6 +44,7 @@ pub async fn serve(runtime: Arc<Runtime>, listener: TcpListener) -> Result<()> {
 }
 
 async fn handle(runtime: Arc<Runtime>, req: hyper::Request<Incoming>) -> Result<hyper::Response<HyperOutgoingBody>> {
+    let permit = runtime.admit().await;
     let pool = runtime.http_entry().context("no HTTP entry component")?;
     let mut instance = pool.take().await?;
     let (sender, receiver) = tokio::sync::oneshot::channel();
@@ -54,6 +55,7 @@ async fn handle(runtime: Arc<Runtime>, req: hyper::Request<Incoming>) -> Result<
         if let Some(pool) = runtime.http_entry() {
             pool.give_back(instance);
         }
+        drop(permit);
         anyhow::Ok(())
     });
     match receiver.await {

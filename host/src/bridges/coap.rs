@@ -32,8 +32,10 @@ pub async fn serve(runtime: Arc<Runtime>, socket: UdpSocket) {
             }
         };
         let datagram = buf[..n].to_vec();
+        let permit = runtime.admit().await;
         let (runtime, socket, blocks) = (runtime.clone(), socket.clone(), blocks.clone());
         tokio::spawn(async move {
+            let _permit = permit;
             if let Some(answer) = handle(&runtime, &blocks, &datagram, peer).await {
                 match answer.to_bytes() {
                     Ok(bytes) => {

@@ -16,10 +16,13 @@ pub const INBOX_TOPICS: [&str; 2] = ["AASpillarbox", "VWS_RIC"];
 /// Largest message accepted from or sent to the MQTT broker.
 const MAX_PACKET_BYTES: usize = 1024 * 1024;
 
-/// A client (for publishing, shared with outbound delivery) and the event
-/// loop that the bridge task drives.
-pub fn client(host: &str, port: u16) -> (AsyncClient, EventLoop) {
-    let id = format!("twinlattice-{}-{}", std::process::id(), std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0));
+/// One connection to the MQTT broker. The bridge uses two: the inbox, whose
+/// reading pauses when the host is saturated (back-pressure), and the
+/// outbox for acks and deliveries, whose event loop never waits on the
+/// host — one connection for both would deadlock when workers wait to
+/// publish while the loop waits for a worker.
+pub fn client(host: &str, port: u16, role: &str) -> (AsyncClient, EventLoop) {
+    let id = format!("twinlattice-{role}-{}-{}", std::process::id(), std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0));
     let mut options = MqttOptions::new(id, host, port);
     options.set_keep_alive(Duration::from_secs(30));
     options.set_max_packet_size(MAX_PACKET_BYTES, MAX_PACKET_BYTES);
@@ -27,9 +30,26 @@ pub fn client(host: &str, port: u16) -> (AsyncClient, EventLoop) {
     AsyncClient::new(options, 1024)
 }
 
-/// Drive the event loop: (re)subscribe on every connection, hand each inbox
-/// message to the broker. `connected` fires after the first subscription.
-pub async fn run(runtime: Arc<Runtime>, client: AsyncClient, mut events: EventLoop, connected: tokio::sync::oneshot::Sender<()>) {
+/// Drive the outbox connection's event loop for ever.
+pub async fn run_outbox(mut events: EventLoop) {
+    loop {
+        if let Err(e) = events.poll().await {
+            tracing::warn!(error = %e, "mqtt outbox connection lost; reconnecting");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+}
+
+/// Drive the inbox connection: (re)subscribe on every connection, hand each
+/// inbox message to the broker, answer through `outbox`. `connected` fires
+/// after the first subscription.
+pub async fn run(
+    runtime: Arc<Runtime>,
+    client: AsyncClient,
+    mut events: EventLoop,
+    outbox: AsyncClient,
+    connected: tokio::sync::oneshot::Sender<()>,
+) {
     let mut connected = Some(connected);
     loop {
         match events.poll().await {
@@ -49,8 +69,14 @@ pub async fn run(runtime: Arc<Runtime>, client: AsyncClient, mut events: EventLo
                 if !INBOX_TOPICS.contains(&publish.topic.as_str()) {
                     continue;
                 }
-                let (runtime, client) = (runtime.clone(), client.clone());
-                tokio::spawn(async move { handle(&runtime, &client, publish.topic, publish.payload.to_vec()).await });
+                // Waiting here for a slot pauses reading from the broker, which
+                // then holds the messages: back-pressure instead of loss.
+                let permit = runtime.admit().await;
+                let (runtime, outbox) = (runtime.clone(), outbox.clone());
+                tokio::spawn(async move {
+                    handle(&runtime, &outbox, publish.topic, publish.payload.to_vec()).await;
+                    drop(permit);
+                });
             }
             Ok(_) => {}
             Err(e) => {

@@ -30,8 +30,10 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
     ];
     config.extend(settings::component_config_from_env());
 
-    let mqtt = args.mqtt_host.as_deref().map(|host| bridges::mqtt::client(host, args.mqtt_port));
-    let outbound = Arc::new(OutboundCtx { mqtt: mqtt.as_ref().map(|(client, _)| client.clone()) });
+    let mqtt = args.mqtt_host.as_deref().map(|host| {
+        (bridges::mqtt::client(host, args.mqtt_port, "inbox"), bridges::mqtt::client(host, args.mqtt_port, "outbox"))
+    });
+    let outbound = Arc::new(OutboundCtx { mqtt: mqtt.as_ref().map(|(_, (outbox, _))| outbox.clone()) });
     let options = RuntimeOptions {
         components_dir: args.runtime.components_dir.clone(),
         data_dir: args.data_dir.clone(),
@@ -55,9 +57,10 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
     tokio::spawn(bridges::coap::serve(runtime.clone(), coap));
 
     match mqtt {
-        Some((client, events)) => {
+        Some(((inbox, inbox_events), (outbox, outbox_events))) => {
             let (tx, rx) = tokio::sync::oneshot::channel();
-            tokio::spawn(bridges::mqtt::run(runtime.clone(), client, events, tx));
+            tokio::spawn(bridges::mqtt::run_outbox(outbox_events));
+            tokio::spawn(bridges::mqtt::run(runtime.clone(), inbox, inbox_events, outbox, tx));
             let broker = format!("{}:{}", args.mqtt_host.as_deref().unwrap_or_default(), args.mqtt_port);
             match tokio::time::timeout(MQTT_CONNECT_WAIT, rx).await {
                 Ok(Ok(())) => say(format!("twinlattice mqtt bridge connected to {broker}"))?,

@@ -48,7 +48,15 @@ pub struct RuntimeOptions {
     pub config: Vec<(String, String)>,
 }
 
+/// Requests and messages handled at once, across the HTTP server and the
+/// bridges. Each holds an instance of every component on its call path
+/// (up to five), so this keeps the pooling allocator's 1,000 instance slots
+/// from running out under load; excess work waits its turn instead of
+/// failing.
+const MAX_IN_FLIGHT: usize = 128;
+
 pub struct Runtime {
+    admission: Arc<tokio::sync::Semaphore>,
     /// Project interface → pool of the component exporting it.
     pools: HashMap<String, (Arc<ServicePool>, Component)>,
     http: Option<http_pool::HttpPool>,
@@ -126,7 +134,17 @@ impl Runtime {
             tracing::info!(component = %l.name, imports = ?l.imports.keys().collect::<Vec<_>>(), exports = ?l.exports, "component linked");
             components.push(l.name.to_string());
         }
-        Ok(Runtime { pools, http, components })
+        Ok(Runtime { admission: Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT)), pools, http, components })
+    }
+
+    /// Wait for a slot to handle one request or message; the slot is freed
+    /// when the permit is dropped.
+    pub async fn admit(&self) -> tokio::sync::OwnedSemaphorePermit {
+        // The semaphore is never closed, so acquiring cannot fail.
+        match self.admission.clone().acquire_owned().await {
+            Ok(permit) => permit,
+            Err(_) => unreachable!("the admission semaphore is never closed"),
+        }
     }
 
     pub fn components(&self) -> &[String] {

@@ -1,0 +1,418 @@
+//! I4.0 broker benchmark: routed messages per second and latency through the
+//! full path (bridge → broker component → registry → policy component →
+//! bridge) for MQTT→MQTT, HTTP→MQTT, MQTT→HTTP and CoAP→MQTT with 1 kB
+//! messages, against a baseline in the same run: plain publish→subscribe
+//! through the same MQTT broker (mosquitto, started by the bench). Prints
+//! figures; asserts nothing. Run with
+//! `cargo bench -p twinlattice --bench broker` (needs `mosquitto` on PATH).
+//!
+//! Environment: BENCH_MESSAGES (default 20000 per MQTT phase).
+
+use bytes::Bytes;
+use coap_lite::{CoapOption, ContentFormat, MessageClass, MessageType, Packet, RequestType};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet as MqttPacket, QoS};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+
+type AnyError = Box<dyn std::error::Error + Send + Sync>;
+
+struct Killed(Child);
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> Result<u16, AnyError> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn start_mosquitto(dir: &std::path::Path) -> Result<(Killed, u16), AnyError> {
+    let port = free_port()?;
+    let conf = dir.join("mosquitto.conf");
+    std::fs::write(&conf, format!("listener {port} 127.0.0.1\nallow_anonymous true\nmax_inflight_messages 1000\nmax_queued_messages 100000\n"))?;
+    let child = Command::new("mosquitto").arg("-c").arg(&conf).stdout(Stdio::null()).stderr(Stdio::null()).spawn()?;
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok((Killed(child), port));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Err("mosquitto did not start".into())
+}
+
+struct Host {
+    _child: Killed,
+    http: SocketAddr,
+    coap: SocketAddr,
+}
+
+fn start_host(dir: &std::path::Path, mqtt_port: u16) -> Result<Host, AnyError> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_twinlattice"))
+        .args(["serve", "--port", "0", "--coap-port", "0", "--mqtt-host", "127.0.0.1", "--mqtt-port"])
+        .arg(mqtt_port.to_string())
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .env("TWINLATTICE_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let (mut http, mut coap) = (None, None);
+    for line in lines.by_ref() {
+        let line = line?;
+        if let Some(a) = line.strip_prefix("twinlattice http listening on http://") {
+            http = Some(a.trim().parse()?);
+        } else if let Some(a) = line.strip_prefix("twinlattice coap listening on coap://") {
+            coap = Some(a.trim().parse()?);
+        } else if line.starts_with("twinlattice ready") {
+            break;
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    Ok(Host { _child: Killed(child), http: http.ok_or("no http line")?, coap: coap.ok_or("no coap line")? })
+}
+
+const PADDING: usize = 780;
+
+/// A ~1 kB I4.0 message from `sender` to `receiver`; the messageId carries
+/// the send time (µs since `t0`) for latency.
+fn message(sender: &str, receiver: &str, t0: Instant) -> Vec<u8> {
+    let sent = t0.elapsed().as_micros();
+    serde_json::json!({
+        "frame": {
+            "type": "bench", "messageId": format!("m{sent}"), "conversationId": "bench",
+            "sender": { "identification": { "id": sender, "idType": "IRI" } },
+            "receiver": { "identification": { "id": receiver, "idType": "IRI" } },
+        },
+        "interactionElements": [{ "idShort": "Payload", "value": "x".repeat(PADDING) }],
+    })
+    .to_string()
+    .into_bytes()
+}
+
+fn register(id: &str, endpoint: Option<&str>) -> String {
+    let endpoints = match endpoint {
+        Some(href) => serde_json::json!([{ "interface": "communication", "protocolInformation": { "href": href, "endpointProtocol": "http" } }]),
+        None => serde_json::json!([{ "interface": "AAS-3.0", "protocolInformation": { "href": "http://unused.invalid/" } }]),
+    };
+    serde_json::json!({
+        "frame": { "type": "register", "messageId": "r", "conversationId": "r",
+            "sender": { "identification": { "id": id, "idType": "IRI" } },
+            "receiver": { "identification": { "id": "AASpillarbox", "idType": "idShort" } } },
+        "interactionElements": [{ "id": id, "endpoints": endpoints }],
+    })
+    .to_string()
+}
+
+async fn http_post(addr: SocketAddr, path: &str, body: Vec<u8>) -> Result<(u16, Bytes), AnyError> {
+    let stream = TcpStream::connect(addr).await?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    post_on(&mut sender, path, body).await
+}
+
+async fn post_on(sender: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>, path: &str, body: Vec<u8>) -> Result<(u16, Bytes), AnyError> {
+    sender.ready().await?;
+    let req = hyper::Request::post(path).header("host", "bench").header("content-type", "application/json").body(Full::new(Bytes::from(body)))?;
+    let resp = sender.send_request(req).await?;
+    let status = resp.status().as_u16();
+    Ok((status, resp.into_body().collect().await?.to_bytes()))
+}
+
+/// Received-message counter with latencies.
+#[derive(Default)]
+struct Sink {
+    count: AtomicUsize,
+    latencies: Mutex<Vec<u64>>,
+    last_us: AtomicU64,
+}
+
+impl Sink {
+    fn record(&self, payload: &[u8], t0: Instant) {
+        let now = t0.elapsed().as_micros() as u64;
+        let sent = serde_json::from_slice::<serde_json::Value>(payload)
+            .ok()
+            .and_then(|v| v["frame"]["messageId"].as_str().and_then(|m| m.strip_prefix('m')).and_then(|n| n.parse::<u64>().ok()));
+        if let Some(sent) = sent {
+            if let Ok(mut l) = self.latencies.lock() {
+                l.push(now.saturating_sub(sent));
+            }
+        }
+        self.last_us.store(now, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+    fn reset(&self) {
+        self.count.store(0, Ordering::Relaxed);
+        if let Ok(mut l) = self.latencies.lock() {
+            l.clear();
+        }
+    }
+    async fn wait_for(&self, n: usize, limit: Duration) -> usize {
+        let until = Instant::now() + limit;
+        while self.count.load(Ordering::Relaxed) < n && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        self.count.load(Ordering::Relaxed)
+    }
+    fn report(&self, label: &str, started_us: u64, t0: Instant) {
+        let n = self.count.load(Ordering::Relaxed);
+        let secs = (self.last_us.load(Ordering::Relaxed).saturating_sub(started_us)) as f64 / 1e6;
+        let mut l = self.latencies.lock().map(|l| l.clone()).unwrap_or_default();
+        l.sort_unstable();
+        let p = |q: f64| if l.is_empty() { f64::NAN } else { l[((l.len() - 1) as f64 * q) as usize] as f64 / 1000.0 };
+        let _ = t0;
+        println!("  {label:<34} {:>8.0} msg/s  p50 {:>7.2} ms  p99 {:>7.2} ms  (received {n})", n as f64 / secs.max(1e-9), p(0.5), p(0.99));
+    }
+}
+
+async fn mqtt_client(port: u16, name: &str) -> (AsyncClient, rumqttc::EventLoop) {
+    let mut options = MqttOptions::new(format!("bench-{name}-{}", std::process::id()), "127.0.0.1", port);
+    options.set_keep_alive(Duration::from_secs(30));
+    options.set_max_packet_size(1 << 20, 1 << 20);
+    options.set_inflight(200);
+    AsyncClient::new(options, 10_000)
+}
+
+/// A subscriber feeding `sink`; returns once subscribed.
+async fn subscriber(port: u16, topic: &str, sink: Arc<Sink>, t0: Instant) -> Result<AsyncClient, AnyError> {
+    let (client, mut events) = mqtt_client(port, &format!("sub-{}", topic.len())).await;
+    client.subscribe(topic, QoS::AtLeastOnce).await?;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let mut tx = Some(tx);
+        loop {
+            match events.poll().await {
+                Ok(Event::Incoming(MqttPacket::SubAck(_))) => {
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(());
+                    }
+                }
+                Ok(Event::Incoming(MqttPacket::Publish(p))) => sink.record(&p.payload, t0),
+                Ok(_) => {}
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    });
+    rx.await?;
+    Ok(client)
+}
+
+async fn publisher(port: u16) -> AsyncClient {
+    let (client, mut events) = mqtt_client(port, "pub").await;
+    tokio::spawn(async move {
+        loop {
+            if events.poll().await.is_err() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    });
+    client
+}
+
+/// A tiny HTTP AAS: counts POSTs into `sink`.
+async fn http_receiver(sink: Arc<Sink>, t0: Instant) -> Result<SocketAddr, AnyError> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { continue };
+            let sink = sink.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let sink = sink.clone();
+                    async move {
+                        let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                        sink.record(&body, t0);
+                        hyper::Response::builder().status(204).body(Full::new(Bytes::new()))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+            });
+        }
+    });
+    Ok(addr)
+}
+
+async fn coap_post(socket: &UdpSocket, id: u16, payload: Vec<u8>) -> Result<(), AnyError> {
+    let mut packet = Packet::new();
+    packet.header.set_version(1);
+    packet.header.set_type(MessageType::Confirmable);
+    packet.header.code = MessageClass::Request(RequestType::Post);
+    packet.header.message_id = id;
+    packet.set_token(id.to_be_bytes().to_vec());
+    packet.add_option(CoapOption::UriPath, b"i40commu".to_vec());
+    packet.set_content_format(ContentFormat::ApplicationJSON);
+    packet.payload = payload;
+    socket.send(&packet.to_bytes()?).await?;
+    let mut buf = vec![0u8; 65_536];
+    loop {
+        let n = tokio::time::timeout(Duration::from_secs(5), socket.recv(&mut buf)).await??;
+        if let Ok(answer) = Packet::from_bytes(&buf[..n]) {
+            if answer.header.message_id == id {
+                return Ok(());
+            }
+        }
+    }
+}
+
+fn main() -> Result<(), AnyError> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(bench())
+}
+
+async fn bench() -> Result<(), AnyError> {
+    let n: usize = std::env::var("BENCH_MESSAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000);
+    let dir = tempfile::tempdir()?;
+    let (_mosquitto, mqtt_port) = start_mosquitto(dir.path())?;
+    let host = start_host(dir.path(), mqtt_port)?;
+    let t0 = Instant::now();
+    println!("twinlattice broker benchmark: {n} messages of ~1 kB per MQTT phase, mosquitto on :{mqtt_port}");
+
+    let sink = Arc::new(Sink::default());
+    let _sub = subscriber(mqtt_port, "urn:bench:rx", sink.clone(), t0).await?;
+    let http_sink = Arc::new(Sink::default());
+    let http_rx = http_receiver(http_sink.clone(), t0).await?;
+    for (id, endpoint) in [("urn:bench:rx", None), ("urn:bench:tx", None), ("urn:bench:http-rx", Some(format!("http://{http_rx}/i40")))] {
+        let (status, body) = http_post(host.http, "/i40commu", register(id, endpoint.as_deref()).into_bytes()).await?;
+        if status != 200 || !String::from_utf8_lossy(&body).contains("\"S\"") {
+            return Err(format!("register {id}: {status} {}", String::from_utf8_lossy(&body)).into());
+        }
+    }
+    let publish = publisher(mqtt_port).await;
+
+    println!("\n== throughput, sender pushing as fast as it can ==");
+    // Baseline: straight through mosquitto to the receiver's topic.
+    sink.reset();
+    let start = t0.elapsed().as_micros() as u64;
+    for _ in 0..n {
+        publish.publish("urn:bench:rx", QoS::AtLeastOnce, false, message("urn:bench:tx", "urn:bench:rx", t0)).await?;
+    }
+    sink.wait_for(n, Duration::from_secs(120)).await;
+    sink.report("baseline: MQTT publish→subscribe", start, t0);
+
+    // MQTT→MQTT through the broker.
+    sink.reset();
+    let start = t0.elapsed().as_micros() as u64;
+    for _ in 0..n {
+        publish.publish("AASpillarbox", QoS::AtLeastOnce, false, message("urn:bench:tx", "urn:bench:rx", t0)).await?;
+    }
+    sink.wait_for(n, Duration::from_secs(180)).await;
+    sink.report("MQTT→MQTT (routed)", start, t0);
+
+    // MQTT→HTTP.
+    http_sink.reset();
+    let start = t0.elapsed().as_micros() as u64;
+    let m = n / 4;
+    for _ in 0..m {
+        publish.publish("AASpillarbox", QoS::AtLeastOnce, false, message("urn:bench:tx", "urn:bench:http-rx", t0)).await?;
+    }
+    http_sink.wait_for(m, Duration::from_secs(180)).await;
+    http_sink.report("MQTT→HTTP (routed)", start, t0);
+
+    // HTTP→MQTT: 16 keep-alive connections posting to /i40commu.
+    sink.reset();
+    let start = t0.elapsed().as_micros() as u64;
+    let left = Arc::new(AtomicUsize::new(m));
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let left = left.clone();
+        let addr = host.http;
+        tasks.push(tokio::spawn(async move {
+            let stream = TcpStream::connect(addr).await?;
+            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+            tokio::spawn(conn);
+            while left.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| v.checked_sub(1)).is_ok() {
+                let (status, _) = post_on(&mut sender, "/i40commu", message("urn:bench:tx", "urn:bench:rx", t0)).await?;
+                if status != 202 {
+                    return Err::<(), AnyError>(format!("POST /i40commu answered {status}").into());
+                }
+            }
+            Ok(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    sink.wait_for(m, Duration::from_secs(60)).await;
+    sink.report("HTTP→MQTT (routed, 16 conns)", start, t0);
+
+    // CoAP→MQTT: 16 clients, one confirmable POST in flight each.
+    sink.reset();
+    let start = t0.elapsed().as_micros() as u64;
+    let left = Arc::new(AtomicUsize::new(m));
+    let mut tasks = Vec::new();
+    for c in 0..16u16 {
+        let left = left.clone();
+        let coap = host.coap;
+        tasks.push(tokio::spawn(async move {
+            let socket = UdpSocket::bind("127.0.0.1:0").await?;
+            socket.connect(coap).await?;
+            let mut id = c.wrapping_mul(4096);
+            while left.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| v.checked_sub(1)).is_ok() {
+                id = id.wrapping_add(1);
+                coap_post(&socket, id, message("urn:bench:tx", "urn:bench:rx", t0)).await?;
+            }
+            Ok::<(), AnyError>(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    sink.wait_for(m, Duration::from_secs(60)).await;
+    sink.report("CoAP→MQTT (routed, 16 clients)", start, t0);
+
+    println!("\n== latency at a fixed rate (half the throughput targets), 3 s each ==");
+    for (label, topic, rate) in [
+        ("baseline: MQTT at 5,000 msg/s", "urn:bench:rx", 5_000u64),
+        ("MQTT→MQTT at 5,000 msg/s", "AASpillarbox", 5_000),
+    ] {
+        sink.reset();
+        let start = t0.elapsed().as_micros() as u64;
+        let total = rate * 3;
+        let mut tick = tokio::time::interval(Duration::from_millis(1));
+        let per_tick = rate / 1000;
+        let mut sent = 0;
+        while sent < total {
+            tick.tick().await;
+            for _ in 0..per_tick {
+                publish.publish(topic, QoS::AtLeastOnce, false, message("urn:bench:tx", "urn:bench:rx", t0)).await?;
+            }
+            sent += per_tick;
+        }
+        sink.wait_for(total as usize, Duration::from_secs(30)).await;
+        sink.report(label, start, t0);
+    }
+    // HTTP→MQTT at 2,500 msg/s: 25 connections, one request every 10 ms each.
+    sink.reset();
+    let start = t0.elapsed().as_micros() as u64;
+    let mut tasks = Vec::new();
+    for _ in 0..25 {
+        let addr = host.http;
+        tasks.push(tokio::spawn(async move {
+            let stream = TcpStream::connect(addr).await?;
+            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+            tokio::spawn(conn);
+            let mut tick = tokio::time::interval(Duration::from_millis(10));
+            for _ in 0..300 {
+                tick.tick().await;
+                post_on(&mut sender, "/i40commu", message("urn:bench:tx", "urn:bench:rx", t0)).await?;
+            }
+            Ok::<(), AnyError>(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    sink.wait_for(7_500, Duration::from_secs(30)).await;
+    sink.report("HTTP→MQTT at 2,500 msg/s", start, t0);
+    Ok(())
+}
