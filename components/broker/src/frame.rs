@@ -39,11 +39,18 @@ pub fn party_id(party: &Value) -> Option<String> {
 pub struct NotAFrame {
     pub reason: String,
     pub sender: Option<Value>,
+    /// The frame as far as it goes, for `messageId` and `conversationId`.
+    pub frame: Value,
 }
 
 impl Frame {
     pub fn parse(message: &Value) -> Result<Frame, NotAFrame> {
-        let fail = |reason: &str, sender: Option<&Value>| NotAFrame { reason: reason.to_string(), sender: sender.cloned() };
+        let partial = message.get("frame").cloned().unwrap_or(Value::Null);
+        let fail = |reason: &str, sender: Option<&Value>| NotAFrame {
+            reason: reason.to_string(),
+            sender: sender.cloned(),
+            frame: partial.clone(),
+        };
         let Some(frame) = message.get("frame").filter(|f| f.is_object()) else {
             return Err(fail("the message has no \"frame\" object", None));
         };
@@ -167,17 +174,18 @@ pub fn answer(
     })
 }
 
-/// A sender object for a message whose frame could not be read fully.
-pub fn bare_frame(sender: Value) -> Frame {
+/// What can be answered to a message whose frame could not be read fully:
+/// its sender, messageId and conversationId where present.
+pub fn partial_frame(sender: Value, frame: &Value) -> Frame {
     Frame {
         message_type: String::new(),
-        message_id: String::new(),
+        message_id: frame.get("messageId").map(id_text).unwrap_or_default(),
         sender_id: party_id(&sender).unwrap_or_default(),
         sender,
         receiver_id: None,
-        conversation_id: json!(""),
+        conversation_id: frame.get("conversationId").cloned().unwrap_or(json!("")),
         reply_to: None,
-        semantic_protocol: Value::Null,
+        semantic_protocol: frame.get("semanticProtocol").cloned().unwrap_or(Value::Null),
         interaction_elements: Vec::new(),
     }
 }

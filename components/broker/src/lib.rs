@@ -129,7 +129,7 @@ impl inbound::Guest for Component {
             reply: None,
         })?;
         let frame = Frame::parse(&message).map_err(|bad| BadInput {
-            reply: bad.sender.map(|s| error_reply(&frame::bare_frame(s), "400", &format!("not an I4.0 message: {}", bad.reason))),
+            reply: bad.sender.map(|s| error_reply(&frame::partial_frame(s, &bad.frame), "400", &format!("not an I4.0 message: {}", bad.reason))),
             reason: format!("not an I4.0 message: {}", bad.reason),
         })?;
         let for_broker = frame.receiver_id.as_deref().is_some_and(is_broker);

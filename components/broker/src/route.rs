@@ -50,8 +50,10 @@ fn protocol_of(href: &str, declared: Option<&str>) -> Option<Protocol> {
     }
 }
 
-/// The `communication` endpoints of a descriptor, in order.
-fn communication_endpoints(descriptor: &Value) -> Vec<Endpoint> {
+/// The `communication` endpoints of a descriptor, in order. An MQTT
+/// endpoint always means the receiver's own topic (`mqtt_topic`) on the
+/// broker's MQTT broker: the href only says the AAS listens over MQTT.
+fn communication_endpoints(descriptor: &Value, mqtt_topic: &str) -> Vec<Endpoint> {
     descriptor
         .get("endpoints")
         .and_then(Value::as_array)
@@ -62,7 +64,7 @@ fn communication_endpoints(descriptor: &Value) -> Vec<Endpoint> {
                     let info = e.get("protocolInformation")?;
                     let href = info.get("href").and_then(Value::as_str)?;
                     let protocol = protocol_of(href, info.get("endpointProtocol").and_then(Value::as_str))?;
-                    let address = if protocol == Protocol::Mqtt { frame::topic_for(href.split_once("://").map_or(href, |(_, t)| t)) } else { href.to_string() };
+                    let address = if protocol == Protocol::Mqtt { mqtt_topic.to_string() } else { href.to_string() };
                     Some(Endpoint { protocol, address })
                 })
                 .collect()
@@ -76,9 +78,10 @@ fn deliver_to(frame: &Frame, receiver: &str, message: &str) -> Result<(), Failur
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok())
         .ok_or(Failure::Unknown)?;
+    let mqtt_topic = frame::topic_for(&id);
     let info = ReceiverInfo {
-        endpoints: communication_endpoints(&descriptor),
-        mqtt_topic: frame::topic_for(receiver),
+        endpoints: communication_endpoints(&descriptor, &mqtt_topic),
+        mqtt_topic,
         online: lease::is_online(&id),
         id: id.clone(),
     };

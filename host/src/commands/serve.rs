@@ -70,7 +70,10 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
                 }
             }
         }
-        None => say("twinlattice mqtt bridge disabled (no LIA_AAS_MQTT_HOST)".into())?,
+        None => {
+            tracing::info!("no MQTT broker configured (LIA_AAS_MQTT_HOST); the MQTT bridge is off");
+            say("twinlattice mqtt bridge disabled".into())?
+        }
     }
 
     say(format!(
