@@ -17,10 +17,17 @@ else
     /usr/bin/cargo build --release --locked --manifest-path "$manifest" --target wasm32-wasip2 \
       -Zbuild-std=std,panic_abort --target-dir "$TWINLATTICE_WASM_TARGET_DIR"
 fi
-mkdir -p "$TWINLATTICE_COMPONENTS_DIR"
+# Routing policies go to policies/: the host loads one of them (--policy),
+# and `twinlattice policy set` swaps in another while it runs.
+mkdir -p "$TWINLATTICE_COMPONENTS_DIR/policies"
+rm -f "$TWINLATTICE_COMPONENTS_DIR"/policy-*.wasm
 for crate in "$root"/components/*/Cargo.toml; do
   name="$(basename "$(dirname "$crate")")"
   src="$TWINLATTICE_WASM_TARGET_DIR/wasm32-wasip2/release/${name//-/_}.wasm"
-  cmp -s "$src" "$TWINLATTICE_COMPONENTS_DIR/$name.wasm" 2>/dev/null || cp "$src" "$TWINLATTICE_COMPONENTS_DIR/$name.wasm"
+  case "$name" in
+    policy-*) dest="$TWINLATTICE_COMPONENTS_DIR/policies/$name.wasm" ;;
+    *) dest="$TWINLATTICE_COMPONENTS_DIR/$name.wasm" ;;
+  esac
+  cmp -s "$src" "$dest" 2>/dev/null || cp "$src" "$dest"
 done
-log "components in $TWINLATTICE_COMPONENTS_DIR: $(cd "$TWINLATTICE_COMPONENTS_DIR" && ls *.wasm | tr '\n' ' ')"
+log "components in $TWINLATTICE_COMPONENTS_DIR: $(cd "$TWINLATTICE_COMPONENTS_DIR" && ls *.wasm policies/*.wasm | tr '\n' ' ')"

@@ -138,6 +138,8 @@ class Server:
         # by side (the default 5683 would collide).
         if not any(a.startswith("--coap-port") for a in self.extra_args):
             cmd += ["--coap-port", "0"]
+        if not any(a.startswith("--admin-port") for a in self.extra_args):
+            cmd += ["--admin-port", "0"]
         return cmd
 
     def start(self) -> "Server":

@@ -531,7 +531,6 @@ def test_unknown_receiver_gets_404_error(env, fleet, proto):
         assert not p.deliveries(msg["frame"]["messageId"])
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("proto", PROTOS)
 def test_receiver_down_gets_502_error(env, fleet, proto):
     receiver = env.aas("http", dead_http=True)  # registers http://127.0.0.1:<closed port>/i40commu
@@ -543,7 +542,6 @@ def test_receiver_down_gets_502_error(env, fleet, proto):
     assert_error_message(answer, msg, "502", [receiver.id])
 
 
-@pytest.mark.slow
 def test_http_delivery_three_attempts_then_502(env, fleet):
     receiver = env.aas("http", http_statuses=[500])
     receiver.register_ok()
@@ -560,7 +558,6 @@ def test_http_delivery_three_attempts_then_502(env, fleet):
     assert all(g >= 0.05 for g in gaps), f"attempts without back-off: gaps {gaps}"
 
 
-@pytest.mark.slow
 def test_coap_delivery_three_attempts_then_502(env, fleet):
     receiver = env.aas("coap", coap_codes=[Code.INTERNAL_SERVER_ERROR])
     receiver.register_ok()

@@ -5,6 +5,7 @@ mod bindings;
 mod bridges;
 mod capabilities;
 mod commands;
+mod admin;
 mod http_server;
 mod runtime;
 mod settings;
@@ -49,6 +50,17 @@ enum Command {
     /// Compile the components into the compiled-code cache, so the first
     /// `serve` starts without compiling (setup runs this).
     Compile(HostArgs),
+    /// Manage the routing policy of a running host.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Swap the routing policy of a running host, without a restart and
+    /// without losing or repeating a message. Not kept across restarts (use
+    /// `serve --policy` for that).
+    Set(commands::policy::SetArgs),
 }
 
 /// Where the host finds its components and keeps its data.
@@ -61,6 +73,13 @@ pub struct HostArgs {
     /// Directory for compiled-code cache files (safe to delete).
     #[arg(long, env = "TWINLATTICE_CACHE_DIR", value_name = "DIR", default_value_os_t = settings::default_cache_dir())]
     cache_dir: PathBuf,
+
+    /// Routing policy of the I4.0 broker at start: `preferred`, `failover`
+    /// (from the components directory's `policies/`), or a path to a .wasm
+    /// exporting twinlattice:routing/policy. `twinlattice policy set` swaps
+    /// it while running.
+    #[arg(long, env = "TWINLATTICE_POLICY", default_value = "preferred")]
+    policy: String,
 }
 
 #[derive(Args)]
@@ -105,6 +124,11 @@ pub struct ServeArgs {
     /// MQTT broker port.
     #[arg(long, env = "LIA_AAS_MQTT_PORT", default_value_t = 1883)]
     mqtt_port: u16,
+
+    /// Port of the admin endpoint (always bound to 127.0.0.1), used by
+    /// `twinlattice policy set`; 0 picks a free one.
+    #[arg(long, env = "TWINLATTICE_ADMIN_PORT", default_value_t = 9029)]
+    admin_port: u16,
 
     /// Heartbeat lease: an AAS whose last heartbeat (or registration) is
     /// older than this is shown offline.
@@ -159,6 +183,7 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Serve(args) => commands::serve::run(args).await,
             Command::Validate(args) => commands::validate::run(args).await,
+            Command::Policy(PolicyCommand::Set(args)) => commands::policy::set(args).await,
             Command::Compile(args) => {
                 for name in runtime::precompile(&args.components_dir, &args.cache_dir)? {
                     println!("compiled {name}");

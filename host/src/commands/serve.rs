@@ -41,6 +41,7 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
         fsync: args.fsync,
         outbound,
         config,
+        extra_components: vec![crate::runtime::policy_file(&args.runtime.components_dir, &args.runtime.policy)],
     };
     let runtime = Arc::new(Runtime::start(&options).await?);
 
@@ -55,6 +56,12 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
         .with_context(|| format!("cannot listen for CoAP on {}:{}", args.coap_host, args.coap_port))?;
     say(format!("twinlattice coap listening on coap://{}", coap.local_addr()?))?;
     tokio::spawn(bridges::coap::serve(runtime.clone(), coap));
+
+    let admin = tokio::net::TcpListener::bind(("127.0.0.1", args.admin_port))
+        .await
+        .with_context(|| format!("cannot listen for admin requests on 127.0.0.1:{}", args.admin_port))?;
+    say(format!("twinlattice admin listening on http://{}", admin.local_addr()?))?;
+    tokio::spawn(crate::admin::serve(runtime.clone(), admin));
 
     match mqtt {
         Some(((inbox, inbox_events), (outbox, outbox_events))) => {

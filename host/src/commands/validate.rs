@@ -18,6 +18,7 @@ pub async fn run(args: ValidateArgs) -> Result<ExitCode> {
         cache_dir: args.runtime.cache_dir.clone(),
         fsync: false,
         outbound: Default::default(),
+        extra_components: vec![crate::runtime::policy_file(&args.runtime.components_dir, &args.runtime.policy)],
         config: Vec::new(),
     };
     let runtime = Runtime::start(&options).await;

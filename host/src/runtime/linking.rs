@@ -10,13 +10,13 @@
 //! interfaces carry records, variants and lists only (no resources), which
 //! is what makes values portable between stores.
 
-use super::pool::ServicePool;
+use super::slot::Slots;
 use super::state::HostState;
 use anyhow::{bail, Context, Result};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use wasmtime::component::types::ComponentItem;
-use wasmtime::component::{Component, ComponentExportIndex, Linker};
+use wasmtime::component::{Component, Linker};
 use wasmtime::Engine;
 
 /// Project interfaces the host implements itself (the bridges' side of the
@@ -92,41 +92,21 @@ pub fn dependency_order(loaded: Vec<Loaded>) -> Result<Vec<Loaded>> {
 }
 
 /// Define every project import of `importer` in `linker` as a forwarder to
-/// the pool of the component that exports it.
-pub fn link_imports(
-    linker: &mut Linker<HostState>,
-    importer: &Loaded,
-    pools: &HashMap<String, (Arc<ServicePool>, Component)>,
-) -> Result<()> {
+/// the slot of the interface, which names the component serving it now.
+pub fn link_imports(linker: &mut Linker<HostState>, importer: &Loaded, slots: &Slots) -> Result<()> {
     for interface in &importer.type_only_imports {
         linker.instance(interface)?;
     }
     for (interface, funcs) in &importer.imports {
-        let (pool, exporter) = pools.get(interface).with_context(|| format!("no pool exports {interface}"))?;
-        let iface_index = exporter
-            .get_export_index(None, interface)
-            .with_context(|| format!("{} does not export {interface}", pool.name()))?;
+        let slot = slots.get(interface).with_context(|| format!("no component exports {interface}"))?;
         let mut instance = linker.instance(interface)?;
         for func in funcs {
-            let index: ComponentExportIndex = exporter
-                .get_export_index(Some(&iface_index), func)
-                .with_context(|| format!("{} does not export {interface}#{func}", pool.name()))?;
-            let pool = pool.clone();
-            let what: Arc<str> = format!("{interface}#{func}").into();
+            let slot = slot.clone();
+            let key: Arc<str> = format!("{interface}#{func}").into();
             instance.func_new_async(func, move |_caller, params, results| {
-                let pool = pool.clone();
-                let what = what.clone();
-                Box::new(async move {
-                    let mut warm = pool.take().await?;
-                    let target = warm
-                        .instance
-                        .get_func(&mut warm.store, index)
-                        .with_context(|| format!("{what} is not a function"))?;
-                    target.call_async(&mut warm.store, params, results).await?;
-                    target.post_return_async(&mut warm.store).await?;
-                    pool.give_back(warm);
-                    Ok(())
-                })
+                let target = slot.current();
+                let key = key.clone();
+                Box::new(async move { target.call(&key, params, results).await })
             })?;
         }
     }

@@ -6,12 +6,14 @@ pub mod engine;
 pub mod http_pool;
 pub mod linking;
 pub mod pool;
+pub mod slot;
 pub mod state;
 
 use crate::capabilities::{keyvalue, kv_store::KvStore, logging, outbound};
 use anyhow::{bail, Context, Result};
 use linking::Loaded;
 use pool::ServicePool;
+use slot::{Slot, Slots, Target};
 use state::{HostState, StateFactory};
 
 use std::collections::HashMap;
@@ -28,7 +30,11 @@ use wasmtime_wasi_http::bindings::ProxyPre;
 pub fn precompile(components_dir: &Path, cache_dir: &Path) -> Result<Vec<String>> {
     let engine = engine::new_engine()?;
     let mut names = Vec::new();
-    for file in component_files(components_dir)? {
+    let mut files = component_files(components_dir)?;
+    if let Ok(policies) = component_files(&components_dir.join("policies")) {
+        files.extend(policies);
+    }
+    for file in files {
         engine::load_component(&engine, &file, cache_dir)?;
         names.push(file.display().to_string());
     }
@@ -44,6 +50,9 @@ pub struct RuntimeOptions {
     pub fsync: bool,
     /// What the host's delivery side of the bridges needs.
     pub outbound: Arc<outbound::OutboundCtx>,
+    /// Components to load besides those in `components_dir` (the routing
+    /// policy chosen from `components_dir/policies/`).
+    pub extra_components: Vec<PathBuf>,
     /// `wasi:config` values every component sees.
     pub config: Vec<(String, String)>,
 }
@@ -57,10 +66,26 @@ const MAX_IN_FLIGHT: usize = 128;
 
 pub struct Runtime {
     admission: Arc<tokio::sync::Semaphore>,
-    /// Project interface → pool of the component exporting it.
-    pools: HashMap<String, (Arc<ServicePool>, Component)>,
+    engine: Engine,
+    factory: Arc<StateFactory>,
+    /// Project interface → the component serving it now.
+    slots: Slots,
     http: Option<http_pool::HttpPool>,
-    components: Vec<String>,
+    components: std::sync::Mutex<Vec<String>>,
+    /// Serialises swaps, so two at once cannot interleave their checks.
+    swapping: tokio::sync::Mutex<()>,
+}
+
+/// What `Runtime::swap` did.
+#[derive(Debug, serde::Serialize)]
+pub struct SwapReport {
+    pub component: String,
+    pub replaced: String,
+    pub exports: Vec<String>,
+    /// Compiling, linking and warming the new component (before the switch).
+    pub prepare_ms: f64,
+    /// The switch itself: the slots pointed at the new component.
+    pub switch_us: f64,
 }
 
 /// The capabilities the host itself gives every component.
@@ -101,27 +126,30 @@ impl Runtime {
         });
         let cache_dir = &options.cache_dir;
         let mut loaded = Vec::new();
-        for file in component_files(&options.components_dir)? {
+        let mut files = component_files(&options.components_dir)?;
+        files.extend(options.extra_components.iter().cloned());
+        for file in files {
             let name = file.file_stem().and_then(|s| s.to_str()).unwrap_or("component").to_string();
             let component = engine::load_component(&engine, &file, cache_dir)?;
             loaded.push(Loaded::new(&engine, &name, component));
         }
         let ordered = linking::dependency_order(loaded)?;
-        let mut pools: HashMap<String, (Arc<ServicePool>, Component)> = HashMap::new();
+        let mut slots: Slots = HashMap::new();
         let mut http = None;
         let mut components = Vec::new();
         for l in &ordered {
             let mut linker = base_linker(&engine)?;
-            linking::link_imports(&mut linker, l, &pools)?;
+            linking::link_imports(&mut linker, l, &slots)?;
             let pre = linker
                 .instantiate_pre(&l.component)
                 .with_context(|| format!("failed to link component {}", l.name))?;
             if !l.exports.is_empty() {
                 let pool = Arc::new(ServicePool::new(l.name.clone(), pre.clone(), factory.clone()));
                 pool.prewarm(1).await.with_context(|| format!("failed to instantiate {}", l.name))?;
+                let target = Arc::new(Target::new(&engine, l, pool)?);
                 for export in &l.exports {
-                    if let Some((other, _)) = pools.insert(export.clone(), (pool.clone(), l.component.clone())) {
-                        bail!("{export} is exported by both {} and {}", other.name(), l.name);
+                    if let Some(other) = slots.insert(export.clone(), Arc::new(Slot::new(target.clone()))) {
+                        bail!("{export} is exported by both {} and {}", other.current().name, l.name);
                     }
                 }
             }
@@ -134,7 +162,15 @@ impl Runtime {
             tracing::info!(component = %l.name, imports = ?l.imports.keys().collect::<Vec<_>>(), exports = ?l.exports, "component linked");
             components.push(l.name.to_string());
         }
-        Ok(Runtime { admission: Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT)), pools, http, components })
+        Ok(Runtime {
+            admission: Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT)),
+            engine,
+            factory,
+            slots,
+            http,
+            components: std::sync::Mutex::new(components),
+            swapping: tokio::sync::Mutex::new(()),
+        })
     }
 
     /// Wait for a slot to handle one request or message; the slot is freed
@@ -147,8 +183,65 @@ impl Runtime {
         }
     }
 
-    pub fn components(&self) -> &[String] {
-        &self.components
+    /// Names of the loaded components, in link order.
+    pub fn components(&self) -> Vec<String> {
+        self.components.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    /// Replace the running component that exports the same project
+    /// interfaces as `wasm` with it, without a restart. The new component is
+    /// compiled, linked to the current targets of its imports and
+    /// instantiated first; only then are the slots switched, so a component
+    /// that fails to load changes nothing, and no call is lost or repeated.
+    /// With `required_export`, the new component must export that interface
+    /// (`policy set` insists on `twinlattice:routing/policy`).
+    pub async fn swap(&self, name: &str, wasm: &[u8], required_export: Option<&str>) -> Result<SwapReport> {
+        let _one_at_a_time = self.swapping.lock().await;
+        let started = std::time::Instant::now();
+        let component = Component::new(&self.engine, wasm).context("the component does not compile")?;
+        let loaded = Loaded::new(&self.engine, name, component);
+        let Some(first) = loaded.exports.first() else {
+            bail!("{name} exports no twinlattice interface, so it can replace nothing");
+        };
+        if let Some(required) = required_export {
+            if !loaded.exports.iter().any(|e| e == required) {
+                bail!("{name} exports {:?}, not {required}", loaded.exports);
+            }
+        }
+        let old = self.slots.get(first).with_context(|| format!("no running component exports {first}"))?.current();
+        let (mut have, mut want) = (old.exports.clone(), loaded.exports.clone());
+        have.sort();
+        want.sort();
+        if have != want {
+            bail!("{name} exports {want:?} but {} exports {have:?}; a replacement must export the same interfaces", old.name);
+        }
+        let mut linker = base_linker(&self.engine)?;
+        linking::link_imports(&mut linker, &loaded, &self.slots)?;
+        let pre = linker.instantiate_pre(&loaded.component).with_context(|| format!("failed to link {name}"))?;
+        let pool = Arc::new(ServicePool::new(loaded.name.clone(), pre, self.factory.clone()));
+        pool.prewarm(1).await.with_context(|| format!("failed to instantiate {name}"))?;
+        let target = Arc::new(Target::new(&self.engine, &loaded, pool)?);
+        let prepared = started.elapsed();
+        let switch = std::time::Instant::now();
+        for export in &loaded.exports {
+            if let Some(slot) = self.slots.get(export) {
+                slot.replace(target.clone());
+            }
+        }
+        let switched = switch.elapsed();
+        if let Ok(mut names) = self.components.lock() {
+            for n in names.iter_mut().filter(|n| **n == *old.name) {
+                *n = name.to_string();
+            }
+        }
+        tracing::info!(component = name, replaced = %old.name, "component swapped");
+        Ok(SwapReport {
+            component: name.to_string(),
+            replaced: old.name.to_string(),
+            exports: loaded.exports.clone(),
+            prepare_ms: prepared.as_secs_f64() * 1e3,
+            switch_us: switched.as_secs_f64() * 1e6,
+        })
     }
 
     /// Warm instances of the HTTP entry component, if one was loaded.
@@ -159,16 +252,17 @@ impl Runtime {
     /// Call `interface#func` on a warm instance of the component exporting
     /// it, with dynamic values (for the CLI and tests).
     pub async fn call(&self, interface: &str, func: &str, params: &[Val], results: &mut [Val]) -> Result<()> {
-        let (pool, component) = self.pools.get(interface).with_context(|| format!("no component exports {interface}"))?;
-        let iface = component.get_export_index(None, interface).context("export vanished")?;
-        let index = component
-            .get_export_index(Some(&iface), func)
-            .with_context(|| format!("{interface} has no function {func}"))?;
-        let mut warm = pool.take().await?;
-        let f = warm.instance.get_func(&mut warm.store, index).context("not a function")?;
-        f.call_async(&mut warm.store, params, results).await?;
-        f.post_return_async(&mut warm.store).await?;
-        pool.give_back(warm);
-        Ok(())
+        let slot = self.slots.get(interface).with_context(|| format!("no component exports {interface}"))?;
+        slot.current().call(&format!("{interface}#{func}"), params, results).await
+    }
+}
+
+/// The routing policy file for `--policy`: a path to a .wasm, or the name of
+/// one shipped in `components_dir/policies/` (`preferred`, `failover`).
+pub fn policy_file(components_dir: &Path, policy: &str) -> PathBuf {
+    if policy.ends_with(".wasm") || policy.contains('/') {
+        PathBuf::from(policy)
+    } else {
+        components_dir.join("policies").join(format!("policy-{policy}.wasm"))
     }
 }

@@ -7,7 +7,7 @@
 use super::state::{HostState, StateFactory};
 use anyhow::Result;
 use std::sync::{Arc, Mutex};
-use wasmtime::component::{Instance, InstancePre};
+use wasmtime::component::{ComponentExportIndex, Instance, InstancePre, Val};
 use wasmtime::Store;
 
 /// Idle instances kept per component; more are made under load and dropped
@@ -31,10 +31,6 @@ impl ServicePool {
         ServicePool { name, pre, factory, idle: Mutex::new(Vec::new()) }
     }
 
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Warm>> {
         // A panic while holding this lock leaves only a Vec behind: still valid.
         self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -48,6 +44,20 @@ impl ServicePool {
         let mut store = Store::new(self.pre.engine(), self.factory.new_state(&self.name));
         let instance = self.pre.instantiate_async(&mut store).await?;
         Ok(Warm { store, instance })
+    }
+
+    /// Call the export `index` on a warm instance. A trap drops the instance
+    /// and surfaces as a trap of the caller.
+    pub async fn call(&self, index: &ComponentExportIndex, params: &[Val], results: &mut [Val]) -> Result<()> {
+        let mut warm = self.take().await?;
+        let func = warm
+            .instance
+            .get_func(&mut warm.store, index)
+            .ok_or_else(|| anyhow::anyhow!("{}: export is not a function", self.name))?;
+        func.call_async(&mut warm.store, params, results).await?;
+        func.post_return_async(&mut warm.store).await?;
+        self.give_back(warm);
+        Ok(())
     }
 
     /// Return an instance after a successful call. Instances that trapped are

@@ -1,0 +1,70 @@
+//! The admin endpoint, bound to 127.0.0.1 only:
+//!
+//! - `GET /admin/components` — the loaded components, as JSON;
+//! - `PUT /admin/components` — body: a component (.wasm); header
+//!   `x-component-name`: its name. Replaces the running component that
+//!   exports the same project interfaces (`Runtime::swap`); 200 with the
+//!   swap report, 400 with `{"error"}` when it cannot replace anything;
+//! - `PUT /admin/policy` — the same for a routing policy only: the
+//!   component must export `twinlattice:routing/policy`.
+
+use crate::runtime::Runtime;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+const POLICY: &str = "twinlattice:routing/policy@0.1.0";
+
+/// Largest component accepted.
+const MAX_COMPONENT_BYTES: usize = 64 << 20;
+
+pub async fn serve(runtime: Arc<Runtime>, listener: TcpListener) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else { continue };
+        let runtime = runtime.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let runtime = runtime.clone();
+                async move { Ok::<_, std::convert::Infallible>(handle(&runtime, req).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+        });
+    }
+}
+
+fn json(status: StatusCode, body: serde_json::Value) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+    *response.status_mut() = status;
+    response.headers_mut().insert("content-type", hyper::header::HeaderValue::from_static("application/json"));
+    response
+}
+
+async fn handle(runtime: &Runtime, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    match (req.method(), req.uri().path()) {
+        (&Method::GET, "/admin/components") => json(StatusCode::OK, serde_json::json!({ "components": runtime.components() })),
+        (&Method::PUT, path @ ("/admin/components" | "/admin/policy")) => {
+            let required = (path == "/admin/policy").then_some(POLICY);
+            let name = req
+                .headers()
+                .get("x-component-name")
+                .and_then(|v| v.to_str().ok())
+                .filter(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)))
+                .unwrap_or("swapped")
+                .to_string();
+            let body = match Limited::new(req.into_body(), MAX_COMPONENT_BYTES).collect().await {
+                Ok(b) => b.to_bytes(),
+                Err(e) => return json(StatusCode::BAD_REQUEST, serde_json::json!({ "error": format!("cannot read the component: {e}") })),
+            };
+            match runtime.swap(&name, &body, required).await {
+                Ok(report) => json(StatusCode::OK, serde_json::to_value(report).unwrap_or_default()),
+                Err(e) => json(StatusCode::BAD_REQUEST, serde_json::json!({ "error": format!("{e:#}") })),
+            }
+        }
+        (_, "/admin/components" | "/admin/policy") => json(StatusCode::METHOD_NOT_ALLOWED, serde_json::json!({ "error": "GET or PUT" })),
+        _ => json(StatusCode::NOT_FOUND, serde_json::json!({ "error": "no such admin route" })),
+    }
+}

@@ -1,0 +1,169 @@
+"""Swapping the broker's routing policy while it runs.
+
+The host starts with `--policy preferred` (the default) or `failover`;
+`twinlattice policy set NAME|PATH.wasm` swaps it through the admin endpoint
+(127.0.0.1 only) without a restart. A receiver registered with a dead HTTP
+endpoint first and MQTT second tells the policies apart: `preferred` tries
+only the dead endpoint (the sender gets a 502 error message), `failover`
+falls back to MQTT.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+
+import pytest
+
+from broker_peers import BrokerEnv, app_msg, assert_error_message, message_id
+from conftest import require_binary
+
+
+@pytest.fixture
+def broker_factory(tmp_path_factory):
+    """Own envs (mosquitto + twinlattice), closed at teardown."""
+    made: list[BrokerEnv] = []
+
+    def make(**kwargs) -> BrokerEnv:
+        e = BrokerEnv(tmp_path_factory.mktemp("policy"), **kwargs)
+        made.append(e)
+        return e
+
+    yield make
+    for e in made:
+        e.close()
+
+
+def admin_url(env: BrokerEnv) -> str:
+    for line in env.server.stdout_lines:
+        if line.startswith("twinlattice admin listening on "):
+            return line.split(" on ", 1)[1].strip()
+    raise AssertionError(f"no admin line in {env.server.stdout_lines}")
+
+
+def policy_set(env: BrokerEnv, policy: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(require_binary()), "policy", "set", policy, "--admin", admin_url(env)],
+        capture_output=True, text=True, timeout=60,
+    )
+
+
+def swap(env: BrokerEnv, policy: str) -> dict:
+    p = policy_set(env, policy)
+    assert p.returncode == 0, (p.stdout, p.stderr)
+    return json.loads(p.stdout)
+
+
+def dead_first_receiver(env: BrokerEnv):
+    """Receives over MQTT; its first communication endpoint is a closed HTTP port."""
+    rx = env.aas("mqtt", inboxes=["mqtt"], dead_http=True)
+    rx.register_ok()
+    return rx
+
+
+def test_preferred_then_failover_routes_by_the_new_policy(broker_factory):
+    env = broker_factory()
+    sender = env.aas("http")
+    sender.register_ok()
+    rx = dead_first_receiver(env)
+
+    before = app_msg(sender.id, rx.id)
+    answer = sender.request(before)
+    assert_error_message(answer, before, "502", [rx.id])
+    assert rx.deliveries(message_id(before)) == []
+
+    report = swap(env, "failover")
+    assert report["replaced"] == "policy-preferred"
+    assert report["component"] == "policy-failover"
+    assert report["exports"] == ["twinlattice:routing/policy@0.1.0"]
+
+    after = app_msg(sender.id, rx.id)
+    sender.send(after)
+    assert len(rx.wait_delivery(message_id(after))) == 1
+
+    back = swap(env, "preferred")
+    assert back["replaced"] == "policy-failover"
+    again = app_msg(sender.id, rx.id)
+    answer = sender.request(again)
+    assert_error_message(answer, again, "502", [rx.id])
+
+
+def test_swaps_under_a_steady_stream_deliver_every_message_exactly_once(broker_factory):
+    env = broker_factory()
+    senders = [env.aas("http"), env.aas("coap")]
+    for s in senders:
+        s.register_ok()
+    rx = env.aas("http")
+    rx.register_ok()
+
+    sent: list[str] = []
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def stream(sender):
+        try:
+            while not stop.is_set():
+                msg = app_msg(sender.id, rx.id)
+                sender.send(msg)
+                sent.append(message_id(msg))
+        except BaseException as e:  # surfaced below
+            errors.append(e)
+
+    threads = [threading.Thread(target=stream, args=(s,)) for s in senders]
+    for t in threads:
+        t.start()
+    try:
+        reports = []
+        for policy in ["failover", "preferred", "failover", "preferred"]:
+            # let some messages through between swaps
+            target = len(sent) + 20
+            while len(sent) < target and not errors:
+                threading.Event().wait(0.01)
+            reports.append(swap(env, policy))
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=60)
+    assert not errors, errors
+    assert [r["component"] for r in reports] == ["policy-failover", "policy-preferred"] * 2
+    assert len(sent) >= 80
+    for mid in sent:
+        got = rx.wait_delivery(mid)
+        assert len(got) == 1
+    # nothing arrives twice, even later
+    threading.Event().wait(0.5)
+    assert all(len(rx.deliveries(mid)) == 1 for mid in sent)
+
+
+def test_a_component_that_is_not_a_policy_is_refused_and_nothing_changes(broker_factory, tmp_path):
+    env = broker_factory()
+    components = require_binary().parent / "components"
+    p = policy_set(env, str(components / "validator.wasm"))
+    assert p.returncode != 0
+    assert "exports" in p.stdout, p.stdout
+
+    junk = tmp_path / "junk.wasm"
+    junk.write_bytes(b"\x00asm not really")
+    p = policy_set(env, str(junk))
+    assert p.returncode != 0
+    assert "does not compile" in p.stdout, p.stdout
+
+    # the running policy is untouched: preferred still gives 502 for a dead-first receiver
+    sender = env.aas("http")
+    sender.register_ok()
+    rx = dead_first_receiver(env)
+    msg = app_msg(sender.id, rx.id)
+    answer = sender.request(msg)
+    assert_error_message(answer, msg, "502", [rx.id])
+
+
+def test_failover_chosen_at_start(broker_factory):
+    env = broker_factory(extra_args=["--policy", "failover"])
+    assert any("policy-failover" in line for line in env.server.stdout_lines if line.startswith("twinlattice ready"))
+    sender = env.aas("coap")
+    sender.register_ok()
+    rx = dead_first_receiver(env)
+    msg = app_msg(sender.id, rx.id)
+    sender.send(msg)
+    assert len(rx.wait_delivery(message_id(msg))) == 1
