@@ -50,14 +50,27 @@ fn start_mosquitto(dir: &std::path::Path) -> Result<(Killed, u16), AnyError> {
 }
 
 struct Host {
-    _child: Killed,
+    child: Killed,
     http: SocketAddr,
     coap: SocketAddr,
+    admin: SocketAddr,
+}
+
+impl Host {
+    /// CPU seconds (user + system) the host process has used so far.
+    fn cpu_seconds(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.0.id())).unwrap_or_default();
+        // Fields after the command name (which may hold spaces) start at ')'.
+        let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+        let ticks: f64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+            + fields.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        ticks / 100.0
+    }
 }
 
 fn start_host(dir: &std::path::Path, mqtt_port: u16) -> Result<Host, AnyError> {
     let mut child = Command::new(env!("CARGO_BIN_EXE_twinlattice"))
-        .args(["serve", "--port", "0", "--coap-port", "0", "--mqtt-host", "127.0.0.1", "--mqtt-port"])
+        .args(["serve", "--port", "0", "--coap-port", "0", "--admin-port", "0", "--mqtt-host", "127.0.0.1", "--mqtt-port"])
         .arg(mqtt_port.to_string())
         .arg("--data-dir")
         .arg(dir.join("data"))
@@ -67,19 +80,26 @@ fn start_host(dir: &std::path::Path, mqtt_port: u16) -> Result<Host, AnyError> {
         .spawn()?;
     let stdout = child.stdout.take().ok_or("no stdout")?;
     let mut lines = BufReader::new(stdout).lines();
-    let (mut http, mut coap) = (None, None);
+    let (mut http, mut coap, mut admin) = (None, None, None);
     for line in lines.by_ref() {
         let line = line?;
         if let Some(a) = line.strip_prefix("twinlattice http listening on http://") {
             http = Some(a.trim().parse()?);
         } else if let Some(a) = line.strip_prefix("twinlattice coap listening on coap://") {
             coap = Some(a.trim().parse()?);
+        } else if let Some(a) = line.strip_prefix("twinlattice admin listening on http://") {
+            admin = Some(a.trim().parse()?);
         } else if line.starts_with("twinlattice ready") {
             break;
         }
     }
     std::thread::spawn(move || for _ in lines {});
-    Ok(Host { _child: Killed(child), http: http.ok_or("no http line")?, coap: coap.ok_or("no coap line")? })
+    Ok(Host {
+        child: Killed(child),
+        http: http.ok_or("no http line")?,
+        coap: coap.ok_or("no coap line")?,
+        admin: admin.ok_or("no admin line")?,
+    })
 }
 
 const PADDING: usize = 780;
@@ -129,11 +149,12 @@ async fn post_on(sender: &mut hyper::client::conn::http1::SendRequest<Full<Bytes
     Ok((status, resp.into_body().collect().await?.to_bytes()))
 }
 
-/// Received-message counter with latencies.
+/// Received-message counter with latencies and arrival times.
 #[derive(Default)]
 struct Sink {
     count: AtomicUsize,
     latencies: Mutex<Vec<u64>>,
+    arrivals: Mutex<Vec<u64>>,
     last_us: AtomicU64,
 }
 
@@ -148,6 +169,9 @@ impl Sink {
                 l.push(now.saturating_sub(sent));
             }
         }
+        if let Ok(mut a) = self.arrivals.lock() {
+            a.push(now);
+        }
         self.last_us.store(now, Ordering::Relaxed);
         self.count.fetch_add(1, Ordering::Relaxed);
     }
@@ -156,6 +180,15 @@ impl Sink {
         if let Ok(mut l) = self.latencies.lock() {
             l.clear();
         }
+        if let Ok(mut a) = self.arrivals.lock() {
+            a.clear();
+        }
+    }
+    /// The longest gap between two arrivals within [from, to) µs.
+    fn max_gap(&self, from: u64, to: u64) -> f64 {
+        let mut a: Vec<u64> = self.arrivals.lock().map(|a| a.iter().copied().filter(|t| *t >= from && *t < to).collect()).unwrap_or_default();
+        a.sort_unstable();
+        a.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0) as f64 / 1000.0
     }
     async fn wait_for(&self, n: usize, limit: Duration) -> usize {
         let until = Instant::now() + limit;
@@ -414,5 +447,111 @@ async fn bench() -> Result<(), AnyError> {
     }
     sink.wait_for(7_500, Duration::from_secs(30)).await;
     sink.report("HTTP→MQTT at 2,500 msg/s", start, t0);
+
+    swap_pause(&host, &publish, &sink, t0).await?;
+    heartbeats(&host, mqtt_port).await?;
+    Ok(())
+}
+
+/// PUT a policy to the admin endpoint; returns the host's swap report.
+async fn put_policy(admin: SocketAddr, name: &str) -> Result<String, AnyError> {
+    let dir = std::path::Path::new(env!("CARGO_BIN_EXE_twinlattice")).parent().ok_or("no bin dir")?;
+    let wasm = std::fs::read(dir.join("components/policies").join(format!("policy-{name}.wasm")))?;
+    let stream = TcpStream::connect(admin).await?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    let req = hyper::Request::put("/admin/policy").header("host", "admin").header("x-component-name", format!("policy-{name}")).body(Full::new(Bytes::from(wasm)))?;
+    let resp = sender.send_request(req).await?;
+    let ok = resp.status().is_success();
+    let body = String::from_utf8_lossy(&resp.into_body().collect().await?.to_bytes()).into_owned();
+    if ok { Ok(body) } else { Err(format!("swap refused: {body}").into()) }
+}
+
+/// MQTT→MQTT at 2,000 msg/s for 4 s with a policy swap in the middle: the
+/// longest gap between deliveries around the swap against the longest gap
+/// in the same stream without a swap.
+async fn swap_pause(host: &Host, publish: &AsyncClient, sink: &Arc<Sink>, t0: Instant) -> Result<(), AnyError> {
+    println!("\n== policy swap under a 2,000 msg/s MQTT→MQTT stream ==");
+    sink.reset();
+    let total = 8_000u64;
+    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    let begin = t0.elapsed().as_micros() as u64;
+    let mut swap_at = 0;
+    let mut swap = None;
+    for i in 0..total / 2 {
+        tick.tick().await;
+        for _ in 0..2 {
+            publish.publish("AASpillarbox", QoS::AtLeastOnce, false, message("urn:bench:tx", "urn:bench:rx", t0)).await?;
+        }
+        if i == total / 4 {
+            // The swap runs beside the stream: the sender must not pause.
+            swap_at = t0.elapsed().as_micros() as u64;
+            let admin = host.admin;
+            swap = Some(tokio::spawn(async move {
+                let report = put_policy(admin, "failover").await;
+                (report, t0.elapsed().as_micros() as u64)
+            }));
+        }
+    }
+    let (report, swap_done) = swap.ok_or("no swap")?.await?;
+    let report = report?;
+    let got = sink.wait_for(total as usize, Duration::from_secs(30)).await;
+    let around = sink.max_gap(swap_at.saturating_sub(100_000), swap_done + 200_000);
+    let quiet = sink.max_gap(begin + 100_000, swap_at.saturating_sub(100_000));
+    println!("  delivered {got} of {total}; swap request took {:.1} ms; report {report}", (swap_done - swap_at) as f64 / 1000.0);
+    println!("  longest delivery gap around the swap {around:.2} ms; without a swap {quiet:.2} ms (target < 50 ms)");
+    Ok(())
+}
+
+/// 10,000 registered AAS heartbeating every 5 s (2,000 heartbeats/s over
+/// MQTT) for 10 s: the host's CPU share.
+async fn heartbeats(host: &Host, mqtt_port: u16) -> Result<(), AnyError> {
+    const FLEET: usize = 10_000;
+    println!("\n== {FLEET} AAS heartbeating every 5 s ==");
+    let started = Instant::now();
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let (next, addr) = (next.clone(), host.http);
+        tasks.push(tokio::spawn(async move {
+            let stream = TcpStream::connect(addr).await?;
+            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+            tokio::spawn(conn);
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= FLEET {
+                    return Ok::<(), AnyError>(());
+                }
+                let (status, _) = post_on(&mut sender, "/i40commu", register(&format!("urn:bench:fleet:{i}"), None).into_bytes()).await?;
+                if status != 200 {
+                    return Err(format!("register answered {status}").into());
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    println!("  registered {FLEET} AAS in {:.1} s", started.elapsed().as_secs_f64());
+    let publish = publisher(mqtt_port).await;
+    let (cpu0, wall0) = (host.cpu_seconds(), Instant::now());
+    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    let mut i = 0usize;
+    while wall0.elapsed() < Duration::from_secs(10) {
+        tick.tick().await;
+        for _ in 0..2 {
+            let id = format!("urn:bench:fleet:{}", i % FLEET);
+            i += 1;
+            let hb = serde_json::json!({ "frame": { "type": "HeartBeat", "messageId": format!("hb{i}"), "conversationId": "hb",
+                "sender": { "identification": { "id": id, "idType": "IRI" } },
+                "receiver": { "identification": { "id": "AASpillarbox", "idType": "idShort" } } }, "interactionElements": [] });
+            publish.publish("AASpillarbox", QoS::AtLeastOnce, false, hb.to_string().into_bytes()).await?;
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (cpu, wall) = (host.cpu_seconds() - cpu0, wall0.elapsed().as_secs_f64());
+    println!("  {i} heartbeats in {wall:.1} s ({:.0}/s): host CPU {cpu:.2} s = {:.1}% of one core ({:.1}% of the machine's {} cores)",
+        i as f64 / wall, 100.0 * cpu / wall, 100.0 * cpu / wall / std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as f64,
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
     Ok(())
 }
