@@ -23,6 +23,7 @@ mod bindings {
 mod clock;
 mod frame;
 mod lease;
+mod queue;
 mod route;
 
 use bindings::exports::twinlattice::broker::liveness::{self, AasStatus};
@@ -80,6 +81,7 @@ fn register(frame: &Frame) -> Reply {
     match shells::put(&id, &descriptor.to_string(), dialect) {
         Ok(_) => {
             lease::renew(&id);
+            route::drain_queue(&id);
             if existed {
                 ack("S", "200", "The Asset Administration Shell's descriptor registration is successfully renewed")
             } else {
@@ -100,6 +102,7 @@ fn heartbeat(frame: &Frame) -> Reply {
     let elements = match &known {
         Some(id) => {
             lease::renew(id);
+            route::drain_queue(id);
             Vec::new()
         }
         None => vec![status_response("S", "200", "The AAS is not registered, please provide descriptors")],

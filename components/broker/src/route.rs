@@ -9,6 +9,7 @@ use crate::bindings::twinlattice::transport::types::{DeliveryError, Endpoint, Pr
 use crate::bindings::exports::twinlattice::transport::inbound::Reply;
 use crate::bindings::wasi::logging::logging::{log, Level};
 use crate::frame::{self, Frame};
+use crate::queue::{self, QueueError, Queued};
 use crate::{clock, error_reply, lease};
 use serde_json::Value;
 
@@ -24,7 +25,7 @@ pub fn route(frame: &Frame, message: &str) -> Option<Reply> {
             None
         }
         Some(receiver) => match deliver_to(frame, receiver, message) {
-            Ok(()) => None,
+            Ok(_) => None,
             Err(Failure::Unknown) => Some(error_reply(frame, "404", &format!("receiver {receiver:?} is not registered"))),
             Err(Failure::Rejected(why)) => Some(error_reply(frame, "400", &format!("message to {receiver:?} not routed: {why}"))),
             Err(Failure::Undeliverable(why)) => {
@@ -32,6 +33,13 @@ pub fn route(frame: &Frame, message: &str) -> Option<Reply> {
             }
         },
     }
+}
+
+/// How a message was taken care of.
+enum Delivered {
+    Now,
+    /// Kept in the receiver's queue until it is back.
+    Queued,
 }
 
 enum Failure {
@@ -72,8 +80,61 @@ fn communication_endpoints(descriptor: &Value, mqtt_topic: &str) -> Vec<Endpoint
         .unwrap_or_default()
 }
 
-fn deliver_to(frame: &Frame, receiver: &str, message: &str) -> Result<(), Failure> {
+/// Deliver to `receiver` now, or queue for it while it is offline.
+fn deliver_to(frame: &Frame, receiver: &str, message: &str) -> Result<Delivered, Failure> {
     let id = shells::resolve(receiver).map_err(|_| Failure::Unknown)?;
+    let online = lease::is_online(&id);
+    // Messages already waiting go first: a new one joins the queue.
+    if !online && queue::len(&id) > 0 {
+        return enqueue(&id, message);
+    }
+    match deliver_now(frame, receiver, &id, online, message) {
+        Ok(()) => Ok(Delivered::Now),
+        Err(Failure::Undeliverable(_)) if !online => enqueue(&id, message),
+        Err(e) => Err(e),
+    }
+}
+
+fn enqueue(id: &str, message: &str) -> Result<Delivered, Failure> {
+    match queue::push(id, message) {
+        Ok(()) => Ok(Delivered::Queued),
+        Err(QueueError::Full(max)) => Err(Failure::Undeliverable(format!("{id:?} is offline and its queue is full ({max} messages)"))),
+        Err(QueueError::Storage) => Err(Failure::Undeliverable(format!("{id:?} is offline and its queue cannot be written"))),
+    }
+}
+
+/// Deliver `id`'s queued messages in order (after a heartbeat or a
+/// registration brought it back); expired ones go back to their senders as
+/// error messages.
+pub fn drain_queue(id: &str) {
+    queue::drain(id, |queued| match queued {
+        Queued::Deliver(message) => {
+            let Some(frame) = serde_json::from_str::<Value>(&message).ok().and_then(|v| Frame::parse(&v).ok()) else {
+                return true; // cannot be parsed any more: nothing to deliver
+            };
+            deliver_now(&frame, id, id, true, &message).is_ok()
+        }
+        Queued::Expired(message) => {
+            if let Some(frame) = serde_json::from_str::<Value>(&message).ok().and_then(|v| Frame::parse(&v).ok()) {
+                let reply = error_reply(&frame, "504", &format!("message for {id:?} expired while it was offline"));
+                notify_sender(&frame, &reply.message);
+            }
+            true
+        }
+    });
+}
+
+/// Send an answer to the sender of `frame` through routing (the sender is
+/// not on the line any more).
+fn notify_sender(frame: &Frame, answer: &str) {
+    let Some(reply) = serde_json::from_str::<Value>(answer).ok().and_then(|v| Frame::parse(&v).ok()) else { return };
+    if deliver_now(&reply, &frame.sender_id, &frame.sender_id, true, answer).is_err() {
+        log(Level::Warn, "broker", &format!("could not tell {:?} that its message expired", frame.sender_id));
+    }
+}
+
+fn deliver_now(frame: &Frame, receiver: &str, id: &str, online: bool, message: &str) -> Result<(), Failure> {
+    let id = shells::resolve(id).map_err(|_| Failure::Unknown)?;
     let descriptor: Value = shells::get(&id)
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok())
@@ -82,7 +143,7 @@ fn deliver_to(frame: &Frame, receiver: &str, message: &str) -> Result<(), Failur
     let info = ReceiverInfo {
         endpoints: communication_endpoints(&descriptor, &mqtt_topic),
         mqtt_topic,
-        online: lease::is_online(&id),
+        online,
         id: id.clone(),
     };
     let summary = FrameSummary {

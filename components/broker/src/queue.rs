@@ -1,0 +1,123 @@
+//! Durable per-receiver queues for offline receivers, in the `broker`
+//! bucket. A message for a receiver whose lease has run out and that cannot
+//! be reached (or that already has messages waiting, to keep their order)
+//! is appended to its queue; the receiver's next heartbeat or registration
+//! delivers the queue in order. Bounded (`queue-max`, default 1,000 per
+//! receiver) and with expiry (`queue-ttl-secs`, default a day): an expired
+//! message is dropped with an error message to its sender.
+//!
+//! Keys, with the receiver id base64url-encoded:
+//! `queue/{id}/next` — the last sequence number handed out (atomics);
+//! `queue/{id}/head` — the first sequence number not yet delivered;
+//! `queue/{id}/msg/{seq:020}` — `{"message": text, "expires": ms}`;
+//! `queue/{id}/drain` — held while a drain runs, so two heartbeats arriving
+//! together cannot deliver a message twice.
+
+use crate::bindings::wasi::config::store as config;
+use crate::bindings::wasi::keyvalue::{atomics, store};
+use crate::clock;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use base64::Engine as _;
+use serde_json::{json, Value};
+use std::cell::OnceCell;
+
+/// Messages delivered per drain; the rest wait for the next heartbeat, so a
+/// long queue does not hold the heartbeat's ack back for long.
+const DRAIN_BATCH: u64 = 100;
+
+thread_local! {
+    static BUCKET: OnceCell<Option<store::Bucket>> = const { OnceCell::new() };
+}
+
+fn with_bucket<R>(f: impl FnOnce(&store::Bucket) -> Option<R>) -> Option<R> {
+    BUCKET.with(|cell| cell.get_or_init(|| store::open("broker").ok()).as_ref().and_then(f))
+}
+
+fn config_u64(key: &str, default: u64) -> u64 {
+    config::get(key).ok().flatten().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn key(id: &str, part: &str) -> String {
+    format!("queue/{}/{part}", B64.encode(id))
+}
+
+fn read_u64(k: &str) -> u64 {
+    with_bucket(|b| b.get(k).ok().flatten())
+        .and_then(|v| String::from_utf8(v).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Messages waiting for `id`.
+pub fn len(id: &str) -> u64 {
+    let next = read_u64(&key(id, "next"));
+    let head = read_u64(&key(id, "head")).max(1);
+    (next + 1).saturating_sub(head)
+}
+
+/// Why a message could not be queued.
+pub enum QueueError {
+    Full(u64),
+    Storage,
+}
+
+/// Append `message` to `id`'s queue.
+pub fn push(id: &str, message: &str) -> Result<(), QueueError> {
+    let max = config_u64("queue-max", 1_000);
+    if len(id) >= max {
+        return Err(QueueError::Full(max));
+    }
+    let expires = clock::now_ms() + config_u64("queue-ttl-secs", 86_400) * 1000;
+    let entry = json!({ "message": message, "expires": expires }).to_string();
+    let seq = with_bucket(|b| atomics::increment(b, &key(id, "next"), 1).ok()).ok_or(QueueError::Storage)?;
+    with_bucket(|b| b.set(&key(id, &format!("msg/{seq:020}")), entry.as_bytes()).ok()).ok_or(QueueError::Storage)
+}
+
+/// A queued message, as `drain` hands it to its caller.
+pub enum Queued {
+    /// Deliver it; return true when it was delivered (it is then removed;
+    /// otherwise the drain stops and it stays first in line).
+    Deliver(String),
+    /// It expired; the caller tells its sender. It is removed.
+    Expired(String),
+}
+
+/// Deliver `id`'s queue in order through `handle`, at most `DRAIN_BATCH`
+/// messages. Returns how many left the queue.
+pub fn drain(id: &str, mut handle: impl FnMut(Queued) -> bool) -> u64 {
+    if len(id) == 0 {
+        return 0;
+    }
+    let lock = key(id, "drain");
+    let mine = with_bucket(|b| atomics::increment(b, &lock, 1).ok()) == Some(1);
+    if !mine {
+        return 0;
+    }
+    let head_key = key(id, "head");
+    let mut head = read_u64(&head_key).max(1);
+    let next = read_u64(&key(id, "next"));
+    let mut done = 0;
+    while head <= next && done < DRAIN_BATCH {
+        let msg_key = key(id, &format!("msg/{head:020}"));
+        let entry: Option<Value> = with_bucket(|b| b.get(&msg_key).ok().flatten()).and_then(|v| serde_json::from_slice(&v).ok());
+        if let Some(entry) = entry {
+            let message = entry.get("message").and_then(Value::as_str).unwrap_or_default().to_string();
+            let expired = entry.get("expires").and_then(Value::as_u64).is_some_and(|e| e <= clock::now_ms());
+            let gone = if expired {
+                handle(Queued::Expired(message));
+                true
+            } else {
+                handle(Queued::Deliver(message))
+            };
+            if !gone {
+                break;
+            }
+            with_bucket(|b| b.delete(&msg_key).ok());
+        }
+        head += 1;
+        done += 1;
+        with_bucket(|b| b.set(&head_key, head.to_string().as_bytes()).ok());
+    }
+    with_bucket(|b| b.delete(&lock).ok());
+    done
+}
