@@ -208,6 +208,9 @@ class BrokerServer(Server):
         args = ["--coap-port", "0"]
         if mqtt_port is not None:
             args += ["--mqtt-host", "127.0.0.1", "--mqtt-port", str(mqtt_port)]
+        else:
+            # no outside broker and no embedded one: the bridge is off
+            args += ["--embedded-mqtt", "false"]
         if heartbeat_ttl_secs is not None:
             args += ["--heartbeat-ttl-secs", str(heartbeat_ttl_secs)]
         super().__init__(data_dir, extra_args=args + list(extra_args), **kwargs)

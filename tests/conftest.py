@@ -140,6 +140,10 @@ class Server:
             cmd += ["--coap-port", "0"]
         if not any(a.startswith("--admin-port") for a in self.extra_args):
             cmd += ["--admin-port", "0"]
+        # The embedded MQTT broker (started when no --mqtt-host is given)
+        # gets a free port too.
+        if not any(a.startswith(("--mqtt", "--embedded-mqtt")) for a in self.extra_args):
+            cmd += ["--mqtt-port", "0"]
         return cmd
 
     def start(self) -> "Server":

@@ -117,13 +117,20 @@ pub struct ServeArgs {
     coap_port: u16,
 
     /// MQTT broker the I4.0 broker's MQTT bridge connects to (inbox topics
-    /// AASpillarbox and VWS_RIC). Unset: the MQTT bridge is off.
+    /// AASpillarbox and VWS_RIC). Unset: the host starts an embedded MQTT
+    /// broker on --host:--mqtt-port (see --embedded-mqtt).
     #[arg(long, env = "LIA_AAS_MQTT_HOST")]
     mqtt_host: Option<String>,
 
-    /// MQTT broker port.
+    /// MQTT broker port (of the outside broker, or the one the embedded
+    /// broker listens on; 0 picks a free one for it).
     #[arg(long, env = "LIA_AAS_MQTT_PORT", default_value_t = 1883)]
     mqtt_port: u16,
+
+    /// Start an embedded MQTT broker when no --mqtt-host is given. `false`
+    /// turns the MQTT bridge off instead.
+    #[arg(long, env = "TWINLATTICE_EMBEDDED_MQTT", default_value_t = true, action = clap::ArgAction::Set)]
+    embedded_mqtt: bool,
 
     /// Port of the admin endpoint (always bound to 127.0.0.1), used by
     /// `twinlattice policy set`; 0 picks a free one.
@@ -155,7 +162,10 @@ pub struct ValidateArgs {
 }
 
 fn init_logging(filter: &str, format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // The embedded MQTT broker logs every client's connect and disconnect at
+    // info and error; keep it to warnings unless asked for by name.
+    let filter = if filter.contains("rumqttd") { filter.to_string() } else { format!("{filter},rumqttd=off") };
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),

@@ -4,5 +4,6 @@
 //! inbox is the gateway component's `POST /i40commu`.
 
 pub mod coap;
+pub mod embedded_mqtt;
 pub mod inbound;
 pub mod mqtt;

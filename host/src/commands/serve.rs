@@ -30,8 +30,18 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
     ];
     config.extend(settings::component_config_from_env());
 
-    let mqtt = args.mqtt_host.as_deref().map(|host| {
-        (bridges::mqtt::client(host, args.mqtt_port, "inbox"), bridges::mqtt::client(host, args.mqtt_port, "outbox"))
+    // The MQTT broker: the configured one, else an embedded one, else none.
+    let broker_addr: Option<(String, u16)> = match (&args.mqtt_host, args.embedded_mqtt) {
+        (Some(host), _) => Some((host.clone(), args.mqtt_port)),
+        (None, true) => {
+            let addr = bridges::embedded_mqtt::start(&args.host, args.mqtt_port)?;
+            say(format!("twinlattice mqtt broker (embedded) listening on mqtt://{addr}"))?;
+            Some((addr.ip().to_string(), addr.port()))
+        }
+        (None, false) => None,
+    };
+    let mqtt = broker_addr.as_ref().map(|(host, port)| {
+        (bridges::mqtt::client(host, *port, "inbox"), bridges::mqtt::client(host, *port, "outbox"))
     });
     let outbound = Arc::new(OutboundCtx { mqtt: mqtt.as_ref().map(|(_, (outbox, _))| outbox.clone()) });
     let options = RuntimeOptions {
@@ -68,7 +78,7 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
             let (tx, rx) = tokio::sync::oneshot::channel();
             tokio::spawn(bridges::mqtt::run_outbox(outbox_events));
             tokio::spawn(bridges::mqtt::run(runtime.clone(), inbox, inbox_events, outbox, tx));
-            let broker = format!("{}:{}", args.mqtt_host.as_deref().unwrap_or_default(), args.mqtt_port);
+            let broker = broker_addr.as_ref().map(|(h, p)| format!("{h}:{p}")).unwrap_or_default();
             match tokio::time::timeout(MQTT_CONNECT_WAIT, rx).await {
                 Ok(Ok(())) => say(format!("twinlattice mqtt bridge connected to {broker}"))?,
                 _ => {
@@ -78,7 +88,7 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
             }
         }
         None => {
-            tracing::info!("no MQTT broker configured (LIA_AAS_MQTT_HOST); the MQTT bridge is off");
+            tracing::info!("no MQTT broker configured (LIA_AAS_MQTT_HOST) and the embedded one is off; the MQTT bridge is off");
             say("twinlattice mqtt bridge disabled".into())?
         }
     }
