@@ -23,8 +23,22 @@ fi
 log "unit tests (host)"
 cargo test --release --locked --manifest-path "$root/Cargo.toml" --target-dir "$TWINLATTICE_TARGET_DIR"
 
-log "schemas are up to date with their generator"
-"$venv/bin/python" "$root/schemas/tools/derive_schemas.py" --check
+# The official AAS OpenAPI files the schemas are derived from are not part of
+# the repository; where they are on this machine, check that the committed
+# schemas are what the generator makes of them.
+spec=""
+for candidate in "${TWINLATTICE_AAS_SPEC_DIR:-}" \
+    "$root/../shared/reference/aas-seed-data/aas-specs-api-v3.0.4" \
+    /work/shared/reference/aas-seed-data/aas-specs-api-v3.0.4; do
+  if [ -n "$candidate" ] && [ -f "$candidate/Part1-MetaModel-Schemas/openapi.yaml" ]; then spec="$candidate"; break; fi
+done
+if [ -n "$spec" ]; then
+  export TWINLATTICE_AAS_SPEC_DIR="$spec"
+  log "schemas are up to date with their generator ($spec)"
+  "$venv/bin/python" "$root/schemas/tools/derive_schemas.py" --check --spec-dir "$spec"
+else
+  log "NOTE: the official AAS OpenAPI files are not on this machine (set TWINLATTICE_AAS_SPEC_DIR); the schema drift check does not run"
+fi
 
 log "end-to-end tests"
 cd "$root"

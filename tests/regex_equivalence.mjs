@@ -13,13 +13,14 @@
 // Usage: node tests/regex_equivalence.mjs [--spec-dir DIR]     (node >= 20, no packages)
 // Exit 0 with a one-line summary, 1 with a message on the first problems found.
 
-import { readFileSync, readdirSync } from "node:fs";
+import { existsSync, readFileSync, readdirSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const argIx = process.argv.indexOf("--spec-dir");
 const specDir = argIx > 0 ? resolve(process.argv[argIx + 1])
+  : process.env.TWINLATTICE_AAS_SPEC_DIR ? resolve(process.env.TWINLATTICE_AAS_SPEC_DIR)
   : resolve(repo, "../shared/reference/aas-seed-data/aas-specs-api-v3.0.4");
 
 const problems = [];
@@ -83,7 +84,13 @@ const unquote = (raw) => raw.startsWith("'")
   : raw.slice(1, -1).replace(/\\(x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|.)/g, (_, e) =>
       e.length > 1 ? String.fromCharCode(parseInt(e.slice(1), 16)) : ({ n: "\n", t: "\t", r: "\r", 0: "\0" }[e] ?? e));
 const originals = new Set(pairs.map((p) => p.original));
-for (const rel of ["Part1-MetaModel-Schemas/openapi.yaml", "Part2-API-Schemas/openapi.yaml"]) {
+// The official files are not in the repository: the coverage of the YAML's
+// patterns is checked where they are on the machine; the equivalence of
+// every committed pair is checked always.
+const specFiles = ["Part1-MetaModel-Schemas/openapi.yaml", "Part2-API-Schemas/openapi.yaml"];
+const haveSpec = specFiles.every((rel) => existsSync(join(specDir, rel)));
+if (!haveSpec) console.log(`regex_equivalence: NOTE: ${specDir} not found; YAML pattern coverage not checked`);
+for (const rel of haveSpec ? specFiles : []) {
   const text = readFileSync(join(specDir, rel), "utf8");
   for (const m of text.matchAll(/^\s*(?:- )?pattern:\s*("(?:[^"\\]|\\.)*"|'(?:[^']|'')*')\s*$/gm)) {
     const p = unquote(m[1]);
