@@ -22,6 +22,8 @@ fi
 mkdir -p "$TWINLATTICE_COMPONENTS_DIR/policies"
 rm -f "$TWINLATTICE_COMPONENTS_DIR"/policy-*.wasm
 for crate in "$root"/components/*/Cargo.toml; do
+  # Library crates shared by components (no cdylib) are not components.
+  grep -q 'crate-type = \["cdylib"\]' "$crate" || continue
   name="$(basename "$(dirname "$crate")")"
   src="$TWINLATTICE_WASM_TARGET_DIR/wasm32-wasip2/release/${name//-/_}.wasm"
   case "$name" in

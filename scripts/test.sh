@@ -20,8 +20,9 @@ if ! cmp -s "$root/tests/requirements.txt" "$venv/.requirements" 2>/dev/null; th
   cp "$root/tests/requirements.txt" "$venv/.requirements"
 fi
 
-log "unit tests (host)"
+log "unit tests (host, and the components' plain-Rust crates)"
 cargo test --release --locked --manifest-path "$root/Cargo.toml" --target-dir "$TWINLATTICE_TARGET_DIR"
+cargo test --release --locked --manifest-path "$root/components/Cargo.toml" -p guest-time --target-dir "$TWINLATTICE_TARGET_DIR"
 
 # The official AAS OpenAPI files the schemas are derived from are not part of
 # the repository; where they are on this machine, check that the committed

@@ -29,7 +29,7 @@ mod route;
 use bindings::exports::twinlattice::broker::liveness::{self, AasStatus};
 use bindings::exports::twinlattice::transport::inbound::{self, BadInput, Envelope, Reply};
 use bindings::twinlattice::registry::shells;
-use bindings::twinlattice::registry::types::{Dialect, Error as RegistryError, PageRequest, ShellFilter};
+use bindings::twinlattice::registry::types::{Dialect, Error as RegistryError};
 use bindings::wasi::random::random;
 use frame::{answer, status_response, Frame, Me, BROKER_IDS, HEARTBEAT, REGISTRATION};
 use serde_json::Value;
@@ -152,25 +152,16 @@ impl inbound::Guest for Component {
 impl liveness::Guest for Component {
     fn status() -> Vec<AasStatus> {
         let mut out = Vec::new();
-        let mut cursor = None;
-        loop {
-            let filter = ShellFilter { asset_kind: None, asset_type: None, asset_ids: Vec::new() };
-            let Ok(page) = shells::list(&filter, &PageRequest { limit: Some(1_000), cursor: cursor.take() }) else { break };
-            for item in &page.items {
-                let Some(id) = serde_json::from_str::<Value>(item).ok().and_then(|v| v.get("id").and_then(Value::as_str).map(str::to_owned)) else { continue };
-                let lease = lease::get(&id);
-                out.push(AasStatus {
-                    online: lease.as_ref().is_some_and(|l| l.expires_ms > clock::now_ms()),
-                    last_heartbeat: lease.as_ref().map(|l| clock::rfc3339(l.last_ms)),
-                    lease_expires: lease.as_ref().map(|l| clock::rfc3339(l.expires_ms)),
-                    id,
-                });
-            }
-            match page.cursor {
-                Some(c) => cursor = Some(c),
-                None => break,
-            }
-        }
+        let now = clock::now_ms();
+        route::for_each_registered(|id| {
+            let lease = lease::get(&id);
+            out.push(AasStatus {
+                online: lease.as_ref().is_some_and(|l| l.expires_ms > now),
+                last_heartbeat: lease.as_ref().map(|l| clock::rfc3339(l.last_ms)),
+                lease_expires: lease.as_ref().map(|l| clock::rfc3339(l.expires_ms)),
+                id,
+            });
+        });
         out
     }
 }

@@ -195,17 +195,22 @@ fn deliver_with_retries(endpoint: &Endpoint, payload: &[u8]) -> Result<(), Strin
 
 /// Deliver to every registered AAS but the sender; failures are logged.
 fn broadcast(frame: &Frame, message: &str) {
+    for_each_registered(|id| {
+        if id != frame.sender_id && deliver_to(frame, &id, message).is_err() {
+            log(Level::Warn, "broker", &format!("broadcast to {id:?} failed"));
+        }
+    });
+}
+
+/// Call `f` with the id of every registered AAS, in registration order.
+pub fn for_each_registered(mut f: impl FnMut(String)) {
     let mut cursor = None;
     loop {
         let filter = ShellFilter { asset_kind: None, asset_type: None, asset_ids: Vec::new() };
         let Ok(page) = shells::list(&filter, &PageRequest { limit: Some(1_000), cursor: cursor.take() }) else { return };
         for item in &page.items {
-            let Some(id) = serde_json::from_str::<Value>(item).ok().and_then(|v| v.get("id").and_then(Value::as_str).map(str::to_owned)) else { continue };
-            if id == frame.sender_id {
-                continue;
-            }
-            if deliver_to(frame, &id, message).is_err() {
-                log(Level::Warn, "broker", &format!("broadcast to {id:?} failed"));
+            if let Some(id) = serde_json::from_str::<Value>(item).ok().and_then(|v| v.get("id").and_then(Value::as_str).map(str::to_owned)) {
+                f(id);
             }
         }
         match page.cursor {

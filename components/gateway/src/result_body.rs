@@ -70,23 +70,5 @@ impl From<RegistryError> for ApiError {
 /// Now as `YYYY-MM-DDThh:mm:ss.sssZ` (xs:dateTime in UTC).
 fn rfc3339_now() -> String {
     let now = wall_clock::now();
-    let secs = now.seconds as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        (rem / 60) % 60,
-        rem % 60,
-        now.nanoseconds / 1_000_000
-    )
+    guest_time::rfc3339(now.seconds, now.nanoseconds / 1_000_000)
 }
