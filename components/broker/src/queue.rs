@@ -11,7 +11,9 @@
 //! `queue/{id}/head` — the first sequence number not yet delivered;
 //! `queue/{id}/msg/{seq:020}` — `{"message": text, "expires": ms}`;
 //! `queue/{id}/drain` — held while a drain runs, so two heartbeats arriving
-//! together cannot deliver a message twice.
+//! together cannot deliver a message twice; `queue/{id}/drain-at` — when it
+//! was taken, so a drain that died with the process (or trapped) does not
+//! hold the queue for ever: a lock older than `STALE_LOCK_MS` is taken over.
 
 use crate::bindings::wasi::config::store as config;
 use crate::bindings::wasi::keyvalue::{atomics, store};
@@ -24,6 +26,9 @@ use std::cell::OnceCell;
 /// Messages delivered per drain; the rest wait for the next heartbeat, so a
 /// long queue does not hold the heartbeat's ack back for long.
 const DRAIN_BATCH: u64 = 100;
+/// A drain lock older than this belongs to a drain that is gone. A live
+/// drain of `DRAIN_BATCH` messages with retries ends well within it.
+const STALE_LOCK_MS: u64 = 120_000;
 
 thread_local! {
     static BUCKET: OnceCell<Option<store::Bucket>> = const { OnceCell::new() };
@@ -89,10 +94,29 @@ pub fn drain(id: &str, mut handle: impl FnMut(Queued) -> bool) -> u64 {
         return 0;
     }
     let lock = key(id, "drain");
-    let mine = with_bucket(|b| atomics::increment(b, &lock, 1).ok()) == Some(1);
+    let taken_at = key(id, "drain-at");
+    let mut mine = with_bucket(|b| atomics::increment(b, &lock, 1).ok()) == Some(1);
     if !mine {
-        return 0;
+        let since = read_u64(&taken_at);
+        if since == 0 {
+            // The holder may not have stamped it yet; stamp it for it, so a
+            // holder that died before stamping is found stale later.
+            with_bucket(|b| b.set(&taken_at, clock::now_ms().to_string().as_bytes()).ok());
+            return 0;
+        }
+        if clock::now_ms().saturating_sub(since) <= STALE_LOCK_MS {
+            return 0;
+        }
+        // Take over a stale lock. (Two drains taking over the same stale
+        // lock at the same instant could both run; that needs a dead drain
+        // and two simultaneous heartbeats of one AAS.)
+        with_bucket(|b| b.delete(&lock).ok());
+        mine = with_bucket(|b| atomics::increment(b, &lock, 1).ok()) == Some(1);
+        if !mine {
+            return 0;
+        }
     }
+    with_bucket(|b| b.set(&taken_at, clock::now_ms().to_string().as_bytes()).ok());
     let head_key = key(id, "head");
     let mut head = read_u64(&head_key).max(1);
     let next = read_u64(&key(id, "next"));
@@ -118,6 +142,7 @@ pub fn drain(id: &str, mut handle: impl FnMut(Queued) -> bool) -> u64 {
         done += 1;
         with_bucket(|b| b.set(&head_key, head.to_string().as_bytes()).ok());
     }
+    with_bucket(|b| b.delete(&taken_at).ok());
     with_bucket(|b| b.delete(&lock).ok());
     done
 }
