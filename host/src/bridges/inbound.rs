@@ -1,28 +1,12 @@
-//! Calling the broker component's `twinlattice:transport/inbound.receive`
-//! from a native bridge.
+//! The embedded host as the bridges' `Inbox`: each message goes to the
+//! broker component's `twinlattice:transport/inbound.receive`.
 
 use crate::runtime::Runtime;
 use anyhow::{bail, Result};
+use twinlattice_bridges::inbox::{BoxFuture, Inbox, Outcome, Permit, Protocol, Reply};
 use wasmtime::component::Val;
 
 pub const INBOUND: &str = "twinlattice:transport/inbound@0.1.0";
-
-/// An answer for the sender: an I4.0 message and the sender's MQTT topic.
-pub struct Reply {
-    pub message: String,
-    pub topic: String,
-}
-
-/// What the broker made of a message.
-pub enum Outcome {
-    /// An ack or error message for the sender.
-    Reply(Reply),
-    /// Accepted and routed; nothing to answer.
-    Accepted,
-    /// Not an I4.0 message: the reason, and an error message for the sender
-    /// when its id could be read.
-    BadInput { reason: String, reply: Option<Reply> },
-}
 
 fn field<'a>(record: &'a Val, name: &str) -> Option<&'a Val> {
     match record {
@@ -42,9 +26,9 @@ fn reply(v: &Val) -> Reply {
     Reply { message: text(field(v, "message")), topic: text(field(v, "reply-topic")) }
 }
 
-pub async fn receive(runtime: &Runtime, protocol: &str, peer: String, message: String) -> Result<Outcome> {
+async fn receive(runtime: &Runtime, protocol: Protocol, peer: String, message: String) -> Result<Outcome> {
     let envelope = Val::Record(vec![
-        ("protocol".into(), Val::Enum(protocol.into())),
+        ("protocol".into(), Val::Enum(protocol.name().into())),
         ("peer".into(), Val::String(peer)),
         ("message".into(), Val::String(message)),
     ]);
@@ -65,4 +49,14 @@ pub async fn receive(runtime: &Runtime, protocol: &str, peer: String, message: S
         },
         other => bail!("receive answered {other:?}"),
     })
+}
+
+impl Inbox for Runtime {
+    fn receive(&self, protocol: Protocol, peer: String, message: String) -> BoxFuture<'_, Result<Outcome>> {
+        Box::pin(receive(self, protocol, peer, message))
+    }
+
+    fn admit(&self) -> BoxFuture<'_, Permit> {
+        Box::pin(Runtime::admit(self))
+    }
 }

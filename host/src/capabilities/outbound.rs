@@ -1,27 +1,11 @@
-//! `twinlattice:transport/outbound`: the bridges' delivery side, one attempt
-//! per call (the broker component owns retries).
-//!
-//! - HTTP: POST with `content-type: application/json`; any 2xx succeeds.
-//! - CoAP: confirmable POST with Content-Format 50, retransmitted once;
-//!   any 2.xx succeeds.
-//! - MQTT: publish with QoS 1 through the MQTT bridge's client.
+//! `twinlattice:transport/outbound` for components: the bridges' delivery
+//! (`twinlattice_bridges::delivery`), with the MQTT bridge's client.
 
 use crate::bindings::outbound;
 use crate::bindings::transport_types::{DeliveryError, Endpoint, Protocol};
-use bytes::Bytes;
-use coap_lite::{CoapOption, ContentFormat, MessageClass, MessageType, Packet, RequestType};
-use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
-use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use twinlattice_bridges::delivery;
 use wasmtime::component::{HasData, Linker};
-
-/// How long one HTTP delivery may take, connect included.
-const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
-/// CoAP: wait this long for the ACK, then retransmit once (RFC 7252's
-/// ACK_TIMEOUT, shortened: the broker retries with back-off on top).
-const COAP_ACK_TIMEOUT: Duration = Duration::from_millis(1_000);
 
 /// What delivery needs from the host: the MQTT bridge's client, if any.
 #[derive(Default)]
@@ -37,141 +21,20 @@ impl outbound::Host for OutboundView<'_> {
     async fn deliver(&mut self, to: Endpoint, payload: Vec<u8>) -> wasmtime::Result<Result<(), DeliveryError>> {
         let ctx = self.ctx.clone();
         let result = match to.protocol {
-            Protocol::Http => deliver_http(&to.address, payload).await,
-            Protocol::Coap => deliver_coap(&to.address, payload).await,
-            Protocol::Mqtt => deliver_mqtt(&ctx, &to.address, payload).await,
+            Protocol::Http => delivery::deliver_http(&to.address, payload).await,
+            Protocol::Coap => delivery::deliver_coap(&to.address, payload).await,
+            Protocol::Mqtt => delivery::deliver_mqtt(ctx.mqtt.as_ref(), &to.address, payload).await,
         };
-        if let Err(e) = &result {
-            tracing::debug!(address = %to.address, error = ?e, "delivery attempt failed");
-        }
-        Ok(result)
-    }
-}
-
-async fn deliver_http(href: &str, payload: Vec<u8>) -> Result<(), DeliveryError> {
-    let uri: hyper::Uri = href.parse().map_err(|e| DeliveryError::BadAddress(format!("{href}: {e}")))?;
-    if uri.scheme_str() != Some("http") {
-        return Err(DeliveryError::BadAddress(format!("{href}: only http:// is supported")));
-    }
-    let host = uri.host().ok_or_else(|| DeliveryError::BadAddress(format!("{href}: no host")))?.to_string();
-    let port = uri.port_u16().unwrap_or(80);
-    let attempt = async {
-        let stream = tokio::net::TcpStream::connect((host.as_str(), port))
-            .await
-            .map_err(|e| DeliveryError::Unreachable(format!("{href}: {e}")))?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| DeliveryError::Unreachable(format!("{href}: {e}")))?;
-        tokio::spawn(conn);
-        let request = hyper::Request::post(uri.path_and_query().map_or("/", |p| p.as_str()))
-            .header("host", uri.authority().map_or(host.as_str(), |a| a.as_str()))
-            .header("content-type", "application/json")
-            .header("user-agent", "twinlattice-broker")
-            .body(Full::new(Bytes::from(payload)))
-            .map_err(|e| DeliveryError::BadAddress(format!("{href}: {e}")))?;
-        let response = sender.send_request(request).await.map_err(|e| DeliveryError::Unreachable(format!("{href}: {e}")))?;
-        let status = response.status();
-        let _ = response.into_body().collect().await;
-        if status.is_success() {
-            Ok(())
-        } else {
-            Err(DeliveryError::Rejected(format!("{href} answered HTTP {status}")))
-        }
-    };
-    tokio::time::timeout(HTTP_TIMEOUT, attempt)
-        .await
-        .unwrap_or_else(|_| Err(DeliveryError::Unreachable(format!("{href}: timed out"))))
-}
-
-static COAP_MESSAGE_ID: AtomicU16 = AtomicU16::new(1);
-
-/// `coap://host[:port]/path` → (host, port, path segments).
-fn parse_coap(href: &str) -> Result<(String, u16, Vec<String>), DeliveryError> {
-    let bad = |why: &str| DeliveryError::BadAddress(format!("{href}: {why}"));
-    let rest = href.strip_prefix("coap://").ok_or_else(|| bad("only coap:// is supported"))?;
-    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => (h, p.parse().map_err(|_| bad("bad port"))?),
-        _ => (authority, 5683),
-    };
-    if host.is_empty() {
-        return Err(bad("no host"));
-    }
-    let segments = path.split('/').filter(|s| !s.is_empty()).map(str::to_owned).collect();
-    Ok((host.trim_matches(|c| c == '[' || c == ']').to_string(), port, segments))
-}
-
-async fn deliver_coap(href: &str, payload: Vec<u8>) -> Result<(), DeliveryError> {
-    let (host, port, segments) = parse_coap(href)?;
-    let socket = tokio::net::UdpSocket::bind(if host.contains(':') { "[::]:0" } else { "0.0.0.0:0" })
-        .await
-        .map_err(|e| DeliveryError::Unreachable(format!("{href}: {e}")))?;
-    socket.connect((host.as_str(), port)).await.map_err(|e| DeliveryError::Unreachable(format!("{href}: {e}")))?;
-    let mut packet = Packet::new();
-    packet.header.set_version(1);
-    packet.header.set_type(MessageType::Confirmable);
-    packet.header.code = MessageClass::Request(RequestType::Post);
-    let message_id = COAP_MESSAGE_ID.fetch_add(1, Ordering::Relaxed);
-    packet.header.message_id = message_id;
-    let token = message_id.to_be_bytes().to_vec();
-    packet.set_token(token.clone());
-    for segment in segments {
-        packet.add_option(CoapOption::UriPath, segment.into_bytes());
-    }
-    packet.set_content_format(ContentFormat::ApplicationJSON);
-    packet.payload = payload;
-    let bytes = packet.to_bytes().map_err(|e| DeliveryError::BadAddress(format!("{href}: {e:?}")))?;
-    let mut buf = vec![0u8; 65_536];
-    for _ in 0..2 {
-        socket.send(&bytes).await.map_err(|e| DeliveryError::Unreachable(format!("{href}: {e}")))?;
-        let deadline = tokio::time::Instant::now() + COAP_ACK_TIMEOUT;
-        loop {
-            let n = match tokio::time::timeout_at(deadline, socket.recv(&mut buf)).await {
-                Err(_) => break,
-                Ok(Err(e)) => return Err(DeliveryError::Unreachable(format!("{href}: {e}"))),
-                Ok(Ok(n)) => n,
-            };
-            let Ok(answer) = Packet::from_bytes(&buf[..n]) else { continue };
-            let ours = answer.header.message_id == message_id || answer.get_token() == token.as_slice();
-            if !ours {
-                continue;
+        Ok(result.map_err(|e| {
+            tracing::debug!(address = %to.address, error = %e, "delivery attempt failed");
+            match e {
+                delivery::DeliveryError::Unreachable(s) => DeliveryError::Unreachable(s),
+                delivery::DeliveryError::Rejected(s) => DeliveryError::Rejected(s),
+                delivery::DeliveryError::BadAddress(s) => DeliveryError::BadAddress(s),
+                other => DeliveryError::Unreachable(other.to_string()),
             }
-            match answer.header.code {
-                // An empty ACK: the response follows separately.
-                MessageClass::Empty => continue,
-                MessageClass::Response(status) => {
-                    if answer.header.get_type() == MessageType::Confirmable {
-                        let mut ack = Packet::new();
-                        ack.header.set_version(1);
-                        ack.header.set_type(MessageType::Acknowledgement);
-                        ack.header.message_id = answer.header.message_id;
-                        if let Ok(b) = ack.to_bytes() {
-                            let _ = socket.send(&b).await;
-                        }
-                    }
-                    let code = u8::from(MessageClass::Response(status));
-                    return if code >> 5 == 2 {
-                        Ok(())
-                    } else {
-                        Err(DeliveryError::Rejected(format!("{href} answered CoAP {}.{:02}", code >> 5, code & 0x1f)))
-                    };
-                }
-                _ => continue,
-            }
-        }
+        }))
     }
-    Err(DeliveryError::Unreachable(format!("{href}: no CoAP answer")))
-}
-
-async fn deliver_mqtt(ctx: &OutboundCtx, topic: &str, payload: Vec<u8>) -> Result<(), DeliveryError> {
-    let client = ctx.mqtt.as_ref().ok_or_else(|| DeliveryError::Unreachable("no MQTT broker is configured".into()))?;
-    if topic.is_empty() || topic.contains(['+', '#', '\0']) {
-        return Err(DeliveryError::BadAddress(format!("{topic:?} is not an MQTT topic name")));
-    }
-    client
-        .publish(topic, rumqttc::QoS::AtLeastOnce, false, payload)
-        .await
-        .map_err(|e| DeliveryError::Unreachable(format!("MQTT publish to {topic}: {e}")))
 }
 
 struct HasOutbound;
@@ -182,19 +45,4 @@ impl HasData for HasOutbound {
 
 pub fn add_to_linker<T: Send + 'static>(linker: &mut Linker<T>, f: fn(&mut T) -> OutboundView<'_>) -> wasmtime::Result<()> {
     outbound::add_to_linker::<_, HasOutbound>(linker, f)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn coap_addresses_parse() {
-        let (host, port, path) = parse_coap("coap://127.0.0.1:5999/i40commu").expect("valid");
-        assert_eq!((host.as_str(), port, path), ("127.0.0.1", 5999, vec!["i40commu".to_string()]));
-        let (host, port, _) = parse_coap("coap://example.com/a/b").expect("valid");
-        assert_eq!((host.as_str(), port), ("example.com", 5683));
-        assert!(matches!(parse_coap("http://x/"), Err(DeliveryError::BadAddress(_))));
-        assert!(matches!(parse_coap("coap://:5/"), Err(DeliveryError::BadAddress(_))));
-    }
 }

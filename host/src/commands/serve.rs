@@ -1,7 +1,7 @@
 //! `twinlattice serve`: the embedded host with every component, the HTTP
 //! face, and the broker's CoAP and MQTT bridges.
 
-use crate::bridges;
+use twinlattice_bridges as bridges;
 use crate::capabilities::outbound::OutboundCtx;
 use crate::runtime::{Runtime, RuntimeOptions};
 use crate::{http_server, settings, ServeArgs};

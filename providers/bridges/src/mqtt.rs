@@ -5,8 +5,7 @@
 //! message is logged and, when the sender's id can be read, answered with an
 //! error message on its topic. The bridge reconnects when the broker goes.
 
-use super::inbound::{self, Outcome, Reply};
-use crate::runtime::Runtime;
+use crate::inbox::{Inbox, Outcome, Protocol, Reply};
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,7 +43,7 @@ pub async fn run_outbox(mut events: EventLoop) {
 /// inbox message to the broker, answer through `outbox`. `connected` fires
 /// after the first subscription.
 pub async fn run(
-    runtime: Arc<Runtime>,
+    inbox: Arc<dyn Inbox>,
     client: AsyncClient,
     mut events: EventLoop,
     outbox: AsyncClient,
@@ -71,10 +70,10 @@ pub async fn run(
                 }
                 // Waiting here for a slot pauses reading from the broker, which
                 // then holds the messages: back-pressure instead of loss.
-                let permit = runtime.admit().await;
-                let (runtime, outbox) = (runtime.clone(), outbox.clone());
+                let permit = inbox.admit().await;
+                let (inbox, outbox) = (inbox.clone(), outbox.clone());
                 tokio::spawn(async move {
-                    handle(&runtime, &outbox, publish.topic, publish.payload.to_vec()).await;
+                    handle(&*inbox, &outbox, publish.topic, publish.payload.to_vec()).await;
                     drop(permit);
                 });
             }
@@ -96,7 +95,7 @@ async fn publish(client: &AsyncClient, reply: Reply) {
     }
 }
 
-async fn handle(runtime: &Runtime, client: &AsyncClient, topic: String, payload: Vec<u8>) {
+async fn handle(inbox: &dyn Inbox, client: &AsyncClient, topic: String, payload: Vec<u8>) {
     let message = match String::from_utf8(payload) {
         Ok(m) => m,
         Err(_) => {
@@ -104,7 +103,7 @@ async fn handle(runtime: &Runtime, client: &AsyncClient, topic: String, payload:
             return;
         }
     };
-    match inbound::receive(runtime, "mqtt", format!("mqtt:{topic}"), message).await {
+    match inbox.receive(Protocol::Mqtt, format!("mqtt:{topic}"), message).await {
         Ok(Outcome::Reply(reply)) => publish(client, reply).await,
         Ok(Outcome::Accepted) => {}
         Ok(Outcome::BadInput { reason, reply }) => {

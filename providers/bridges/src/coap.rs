@@ -7,8 +7,7 @@
 //! datagram that is not CoAP at all is logged and dropped, or answered with
 //! a Reset when its header could be read.
 
-use super::inbound::{self, Outcome};
-use crate::runtime::Runtime;
+use crate::inbox::{Inbox, Outcome, Protocol};
 use coap_lite::{BlockHandler, BlockHandlerConfig, CoapRequest, ContentFormat, MessageClass, MessageType, Packet, RequestType, ResponseType};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -19,7 +18,7 @@ use tokio::net::UdpSocket;
 /// Block2 pieces, large requests come in as Block1 pieces.
 type Blocks = Arc<Mutex<BlockHandler<SocketAddr>>>;
 
-pub async fn serve(runtime: Arc<Runtime>, socket: UdpSocket) {
+pub async fn serve(inbox: Arc<dyn Inbox>, socket: UdpSocket) {
     let socket = Arc::new(socket);
     let blocks: Blocks = Arc::new(Mutex::new(BlockHandler::new(BlockHandlerConfig::default())));
     let mut buf = vec![0u8; 65_536];
@@ -32,11 +31,11 @@ pub async fn serve(runtime: Arc<Runtime>, socket: UdpSocket) {
             }
         };
         let datagram = buf[..n].to_vec();
-        let permit = runtime.admit().await;
-        let (runtime, socket, blocks) = (runtime.clone(), socket.clone(), blocks.clone());
+        let permit = inbox.admit().await;
+        let (inbox, socket, blocks) = (inbox.clone(), socket.clone(), blocks.clone());
         tokio::spawn(async move {
             let _permit = permit;
-            if let Some(answer) = handle(&runtime, &blocks, &datagram, peer).await {
+            if let Some(answer) = handle(&*inbox, &blocks, &datagram, peer).await {
                 match answer.to_bytes() {
                     Ok(bytes) => {
                         if let Err(e) = socket.send_to(&bytes, peer).await {
@@ -72,7 +71,7 @@ fn path_of(packet: &Packet) -> String {
         .unwrap_or_default()
 }
 
-async fn handle(runtime: &Runtime, blocks: &Blocks, datagram: &[u8], peer: SocketAddr) -> Option<Packet> {
+async fn handle(inbox: &dyn Inbox, blocks: &Blocks, datagram: &[u8], peer: SocketAddr) -> Option<Packet> {
     let packet = match Packet::from_bytes(datagram) {
         Ok(p) => p,
         Err(e) => {
@@ -96,14 +95,14 @@ async fn handle(runtime: &Runtime, blocks: &Blocks, datagram: &[u8], peer: Socke
             return request.response.map(|r| r.message);
         }
     }
-    process(runtime, &mut request, peer).await;
+    process(inbox, &mut request, peer).await;
     if let Err(e) = lock(blocks).intercept_response(&mut request) {
         request.apply_from_error(e);
     }
     request.response.map(|r| r.message)
 }
 
-async fn process(runtime: &Runtime, request: &mut CoapRequest<SocketAddr>, peer: SocketAddr) {
+async fn process(inbox: &dyn Inbox, request: &mut CoapRequest<SocketAddr>, peer: SocketAddr) {
     if path_of(&request.message) != "i40commu" {
         return answer(request, ResponseType::NotFound, b"no such resource; POST to /i40commu".to_vec(), false);
     }
@@ -113,7 +112,7 @@ async fn process(runtime: &Runtime, request: &mut CoapRequest<SocketAddr>, peer:
     let Ok(message) = String::from_utf8(request.message.payload.clone()) else {
         return answer(request, ResponseType::BadRequest, b"the payload is not UTF-8 JSON".to_vec(), false);
     };
-    match inbound::receive(runtime, "coap", peer.to_string(), message).await {
+    match inbox.receive(Protocol::Coap, peer.to_string(), message).await {
         Ok(Outcome::Reply(reply)) => answer(request, ResponseType::Changed, reply.message.into_bytes(), true),
         Ok(Outcome::Accepted) => answer(request, ResponseType::Changed, Vec::new(), false),
         Ok(Outcome::BadInput { reason, .. }) => {

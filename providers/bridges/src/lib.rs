@@ -1,0 +1,12 @@
+//! The I4.0 broker's protocol bridges, as a library: the CoAP inbox
+//! (`coap`), the MQTT bridge (`mqtt`), an embeddable MQTT broker
+//! (`embedded_mqtt`) and delivery over HTTP, CoAP and MQTT (`delivery`).
+//! They hand messages to an [`inbox::Inbox`]: the embedded host runs them
+//! in-process with itself as the inbox; a wasmCloud provider binary over
+//! this library is the lattice form (to come).
+
+pub mod coap;
+pub mod delivery;
+pub mod embedded_mqtt;
+pub mod inbox;
+pub mod mqtt;
