@@ -84,3 +84,33 @@ def test_queued_messages_survive_a_restart(broker_factory):
     for mid in mids:
         rx.wait_delivery(mid, count=4 if mid == mids[0] else 1)
     assert delivered_in_order(rx, mids) == [mids[0]] * 4 + [mids[1]]
+
+
+def liveness_of(env: BrokerEnv, aas_id: str) -> str | None:
+    import base64
+
+    enc = base64.urlsafe_b64encode(aas_id.encode()).decode().rstrip("=")
+    r = env.http.get(f"{env.base_url}/shell-descriptors/{enc}")
+    assert r.status_code == 200, r.text
+    ext = [e for e in r.json().get("extensions", []) if e.get("name") == "twinlattice:liveness"]
+    assert len(ext) <= 1, ext
+    return ext[0]["value"] if ext else None
+
+
+def test_liveness_is_written_into_the_descriptor(broker_factory):
+    env = broker_factory(heartbeat_ttl_secs=2)
+    aas = env.aas("http")
+    aas.register_ok()
+    assert liveness_of(env, aas.id) == "online"
+    # the lease runs out; the host's periodic sweep marks the descriptor
+    deadline = time.time() + 10
+    while liveness_of(env, aas.id) != "offline" and time.time() < deadline:
+        time.sleep(0.2)
+    assert liveness_of(env, aas.id) == "offline"
+    assert env.status()[aas.id]["online"] is False
+    # the next heartbeat marks it online at once
+    aas.heartbeat()
+    assert liveness_of(env, aas.id) == "online"
+    # re-registration replaces the descriptor and keeps the mark
+    aas.register_ok(renewed=True)
+    assert liveness_of(env, aas.id) == "online"

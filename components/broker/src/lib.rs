@@ -23,6 +23,7 @@ mod bindings {
 mod clock;
 mod frame;
 mod lease;
+mod descriptor_liveness;
 mod queue;
 mod route;
 
@@ -81,6 +82,10 @@ fn register(frame: &Frame) -> Reply {
     match shells::put(&id, &descriptor.to_string(), dialect) {
         Ok(_) => {
             lease::renew(&id);
+            // The put above wrote the sender's descriptor as sent: the
+            // liveness extension has to be written again.
+            descriptor_liveness::forget(&id);
+            descriptor_liveness::mark(&id, true);
             route::drain_queue(&id);
             if existed {
                 ack("S", "200", "The Asset Administration Shell's descriptor registration is successfully renewed")
@@ -102,6 +107,7 @@ fn heartbeat(frame: &Frame) -> Reply {
     let elements = match &known {
         Some(id) => {
             lease::renew(id);
+            descriptor_liveness::mark(id, true);
             route::drain_queue(id);
             Vec::new()
         }
@@ -163,6 +169,10 @@ impl liveness::Guest for Component {
             });
         });
         out
+    }
+
+    fn sweep() -> u32 {
+        descriptor_liveness::sweep()
     }
 }
 

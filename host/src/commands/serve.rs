@@ -100,12 +100,45 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
         args.data_dir.display()
     ))?;
     tracing::info!(%addr, data_dir = %args.data_dir.display(), "ready");
+    if runtime.serves(LIVENESS) {
+        tokio::spawn(sweep_liveness(runtime.clone(), sweep_interval(args.heartbeat_ttl_secs)));
+    }
     let server = tokio::spawn(http_server::serve(runtime, listener));
     tokio::select! {
         result = server => { result??; }
         _ = shutdown_signal() => { tracing::info!("shutting down"); }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+const LIVENESS: &str = "twinlattice:broker/liveness@0.1.0";
+
+/// Half the heartbeat TTL, between 1 and 10 seconds: an AAS shows offline in
+/// its descriptor at most that long after its lease ran out.
+fn sweep_interval(ttl_secs: u64) -> Duration {
+    Duration::from_millis((ttl_secs * 500).clamp(1_000, 10_000))
+}
+
+/// The broker's liveness sweep, periodically (a timer provider's job on a
+/// lattice).
+async fn sweep_liveness(runtime: Arc<Runtime>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let _permit = runtime.admit().await;
+        let mut results = [wasmtime::component::Val::U32(0)];
+        match runtime.call(LIVENESS, "sweep", &[], &mut results).await {
+            Ok(()) => {
+                if let wasmtime::component::Val::U32(n) = results[0] {
+                    if n > 0 {
+                        tracing::info!(changed = n, "liveness written to descriptors");
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = ?e, "liveness sweep failed"),
+        }
+    }
 }
 
 async fn shutdown_signal() {

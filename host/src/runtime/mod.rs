@@ -183,6 +183,11 @@ impl Runtime {
         }
     }
 
+    /// Whether some loaded component exports `interface`.
+    pub fn serves(&self, interface: &str) -> bool {
+        self.slots.contains_key(interface)
+    }
+
     /// Names of the loaded components, in link order.
     pub fn components(&self) -> Vec<String> {
         self.components.lock().map(|c| c.clone()).unwrap_or_default()
