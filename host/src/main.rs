@@ -137,10 +137,15 @@ pub struct ServeArgs {
     #[arg(long, env = "TWINLATTICE_ADMIN_PORT", default_value_t = 9029)]
     admin_port: u16,
 
+    /// How often AAS are expected to send HeartBeat (the RIC's clients: 5 s).
+    /// The lease defaults to three intervals.
+    #[arg(long, env = "TWINLATTICE_HEARTBEAT_INTERVAL_SECS", default_value_t = 5)]
+    heartbeat_interval_secs: u64,
+
     /// Heartbeat lease: an AAS whose last heartbeat (or registration) is
-    /// older than this is shown offline.
-    #[arg(long, env = "TWINLATTICE_HEARTBEAT_TTL_SECS", default_value_t = 15)]
-    heartbeat_ttl_secs: u64,
+    /// older than this is offline (default: three heartbeat intervals).
+    #[arg(long, env = "TWINLATTICE_HEARTBEAT_TTL_SECS")]
+    heartbeat_ttl_secs: Option<u64>,
 }
 
 #[derive(Args)]

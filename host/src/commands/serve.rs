@@ -24,9 +24,10 @@ fn say(line: String) -> Result<()> {
 
 pub async fn run(args: ServeArgs) -> Result<ExitCode> {
     let started = Instant::now();
+    let heartbeat_ttl_secs = args.heartbeat_ttl_secs.unwrap_or(3 * args.heartbeat_interval_secs).max(1);
     let mut config = vec![
         ("max-body-bytes".to_string(), args.max_body_bytes.to_string()),
-        ("heartbeat-ttl-secs".to_string(), args.heartbeat_ttl_secs.to_string()),
+        ("heartbeat-ttl-secs".to_string(), heartbeat_ttl_secs.to_string()),
     ];
     config.extend(settings::component_config_from_env());
 
@@ -101,7 +102,7 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
     ))?;
     tracing::info!(%addr, data_dir = %args.data_dir.display(), "ready");
     if runtime.serves(LIVENESS) {
-        tokio::spawn(sweep_liveness(runtime.clone(), sweep_interval(args.heartbeat_ttl_secs)));
+        tokio::spawn(sweep_liveness(runtime.clone(), sweep_interval(heartbeat_ttl_secs)));
     }
     let server = tokio::spawn(http_server::serve(runtime, listener));
     tokio::select! {
