@@ -30,7 +30,7 @@ mod route;
 use bindings::exports::twinlattice::broker::liveness::{self, AasStatus};
 use bindings::exports::twinlattice::transport::inbound::{self, BadInput, Envelope, Reply};
 use bindings::twinlattice::registry::shells;
-use bindings::twinlattice::registry::types::{Dialect, Error as RegistryError};
+use bindings::twinlattice::registry::types::{Dialect, Error as RegistryError, PutOutcome};
 use bindings::wasi::random::random;
 use frame::{answer, status_response, Frame, Me, BROKER_IDS, HEARTBEAT, REGISTRATION};
 use serde_json::Value;
@@ -78,16 +78,15 @@ fn register(frame: &Frame) -> Reply {
     let Some(id) = frame::party_id(descriptor) else {
         return ack("E", "400", &format!("{MALFORMED}: the descriptor has no id"));
     };
-    let existed = shells::get(&id).is_ok();
     match shells::put(&id, &descriptor.to_string(), dialect) {
-        Ok(_) => {
+        Ok(outcome) => {
             lease::renew(&id);
             // The put above wrote the sender's descriptor as sent: the
             // liveness extension has to be written again.
             descriptor_liveness::forget(&id);
             descriptor_liveness::mark(&id, true);
             route::drain_queue(&id);
-            if existed {
+            if outcome == PutOutcome::Replaced {
                 ack("S", "200", "The Asset Administration Shell's descriptor registration is successfully renewed")
             } else {
                 ack("S", "200", "The Asset Administration Shell's descriptor registration is successful")

@@ -128,13 +128,15 @@ pub fn drain_queue(id: &str) {
 /// not on the line any more).
 fn notify_sender(frame: &Frame, answer: &str) {
     let Some(reply) = serde_json::from_str::<Value>(answer).ok().and_then(|v| Frame::parse(&v).ok()) else { return };
-    if deliver_now(&reply, &frame.sender_id, &frame.sender_id, true, answer).is_err() {
+    let delivered = shells::resolve(&frame.sender_id)
+        .is_ok_and(|id| deliver_now(&reply, &frame.sender_id, &id, true, answer).is_ok());
+    if !delivered {
         log(Level::Warn, "broker", &format!("could not tell {:?} that its message expired", frame.sender_id));
     }
 }
 
+/// Deliver to the registered AAS `id` (already resolved) through the policy.
 fn deliver_now(frame: &Frame, receiver: &str, id: &str, online: bool, message: &str) -> Result<(), Failure> {
-    let id = shells::resolve(id).map_err(|_| Failure::Unknown)?;
     let descriptor: Value = shells::get(&id)
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok())
@@ -144,7 +146,7 @@ fn deliver_now(frame: &Frame, receiver: &str, id: &str, online: bool, message: &
         endpoints: communication_endpoints(&descriptor, &mqtt_topic),
         mqtt_topic,
         online,
-        id: id.clone(),
+        id: id.to_string(),
     };
     let summary = FrameSummary {
         message_type: frame.message_type.clone(),

@@ -178,8 +178,7 @@ impl Collection {
 
     /// Store a new version of an existing descriptor (nested submodel
     /// descriptors changed); keeps its place in the order.
-    pub fn replace_value(&self, id: &str, value: Value, kind: Kind) -> Result<(), Error> {
-        debug_assert!(kind == self.kind);
+    pub fn replace_value(&self, id: &str, value: Value) -> Result<(), Error> {
         kv::set_many(vec![(self.doc_key(id), value.to_string().into_bytes())])
     }
 

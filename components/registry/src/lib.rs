@@ -76,7 +76,7 @@ impl shells::Guest for Component {
         }
         let text = parsed.value.to_string();
         descriptor::nested_mut(&mut shell).push(parsed.value);
-        Collection::SHELLS.replace_value(&shell_id, shell, Kind::Shell)?;
+        Collection::SHELLS.replace_value(&shell_id, shell)?;
         Ok(text)
     }
 
@@ -105,7 +105,7 @@ impl shells::Guest for Component {
                 PutOutcome::Created
             }
         };
-        Collection::SHELLS.replace_value(&shell_id, shell, Kind::Shell)?;
+        Collection::SHELLS.replace_value(&shell_id, shell)?;
         Ok(outcome)
     }
 
@@ -117,7 +117,7 @@ impl shells::Guest for Component {
         if nested.len() == before {
             return Err(Error::NotFound(submodel_id));
         }
-        Collection::SHELLS.replace_value(&shell_id, shell, Kind::Shell)
+        Collection::SHELLS.replace_value(&shell_id, shell)
     }
 }
 
