@@ -6,7 +6,10 @@
 //!   exports the same project interfaces (`Runtime::swap`); 200 with the
 //!   swap report, 400 with `{"error"}` when it cannot replace anything;
 //! - `PUT /admin/policy` — the same for a routing policy only: the
-//!   component must export `twinlattice:routing/policy`.
+//!   component must export `twinlattice:routing/policy`;
+//! - `POST /admin/accounts` — body `{"name"}` optional: create a twin API
+//!   account (`twinlattice account create`);
+//! - `POST /admin/demo` — seed the tutorial's demo data (`twinlattice demo seed`).
 
 use crate::runtime::Runtime;
 use bytes::Bytes;
@@ -16,6 +19,16 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use std::sync::Arc;
 use tokio::net::TcpListener;
+
+use wasmtime::component::Val;
+
+fn admin_answer(r: anyhow::Result<Result<serde_json::Value, String>>) -> Response<Full<Bytes>> {
+    match r {
+        Ok(Ok(v)) => json(StatusCode::OK, v),
+        Ok(Err(e)) => json(StatusCode::BAD_REQUEST, serde_json::json!({ "error": e })),
+        Err(e) => json(StatusCode::INTERNAL_SERVER_ERROR, serde_json::json!({ "error": format!("{e:#}") })),
+    }
+}
 
 const POLICY: &str = "twinlattice:routing/policy@0.1.0";
 
@@ -64,6 +77,15 @@ async fn handle(runtime: &Runtime, req: Request<Incoming>) -> Response<Full<Byte
                 Err(e) => json(StatusCode::BAD_REQUEST, serde_json::json!({ "error": format!("{e:#}") })),
             }
         }
+        (&Method::POST, "/admin/accounts") => {
+            let body = Limited::new(req.into_body(), 64 * 1024).collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+            let name = serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v.get("name").and_then(|n| n.as_str()).map(str::to_string));
+            let params = [Val::Option(name.map(|n| Box::new(Val::String(n))))];
+            admin_answer(crate::commands::account::call_admin(runtime, "create-account", &params).await)
+        }
+        (&Method::POST, "/admin/demo") => admin_answer(crate::commands::account::call_admin(runtime, "seed-demo", &[]).await),
         (_, "/admin/components" | "/admin/policy") => json(StatusCode::METHOD_NOT_ALLOWED, serde_json::json!({ "error": "GET or PUT" })),
         _ => json(StatusCode::NOT_FOUND, serde_json::json!({ "error": "no such admin route" })),
     }

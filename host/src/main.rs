@@ -50,6 +50,12 @@ enum Command {
     /// Compile the components into the compiled-code cache, so the first
     /// `serve` starts without compiling (setup runs this).
     Compile(HostArgs),
+    /// Twin API accounts.
+    #[command(subcommand)]
+    Account(AccountCommand),
+    /// The Trusted Twin tutorial's public demo data.
+    #[command(subcommand)]
+    Demo(DemoCommand),
     /// Manage the routing policy of a running host.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -61,6 +67,26 @@ enum PolicyCommand {
     /// without losing or repeating a message. Not kept across restarts (use
     /// `serve --policy` for that).
     Set(commands::policy::SetArgs),
+}
+
+#[derive(Subcommand)]
+enum AccountCommand {
+    /// Create an account with its Super Admin role, user and User Secret (as
+    /// the Trusted Twin self-care panel does) and print
+    /// {"account","user","role","secret"}. The secret is shown only this
+    /// once; the store keeps its hash.
+    Create(commands::account::CreateArgs),
+}
+
+#[derive(Subcommand)]
+enum DemoCommand {
+    /// Seed the tutorial's public weather data: a demo account whose public
+    /// Twin holds a `meters` entry and hourly temperatures (with history) of
+    /// six Gdańsk stations, all visibility "true", plus a public Identity.
+    /// The temperatures are GENERATED (a daily cycle), not measured: no
+    /// package ships the tutorial's open data. Idempotent. Prints
+    /// {"account","twin","identity","meters"}.
+    Seed(commands::account::SeedArgs),
 }
 
 /// Where the host finds its components and keeps its data.
@@ -198,6 +224,8 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Serve(args) => commands::serve::run(args).await,
             Command::Validate(args) => commands::validate::run(args).await,
+            Command::Account(AccountCommand::Create(args)) => commands::account::create(args).await,
+            Command::Demo(DemoCommand::Seed(args)) => commands::account::seed(args).await,
             Command::Policy(PolicyCommand::Set(args)) => commands::policy::set(args).await,
             Command::Compile(args) => {
                 for name in runtime::precompile(&args.components_dir, &args.cache_dir)? {

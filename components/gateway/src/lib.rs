@@ -18,6 +18,7 @@ mod ids;
 mod query;
 mod result_body;
 mod ric_api;
+mod twin_api;
 
 use bindings::exports::wasi::http::incoming_handler::Guest;
 use bindings::wasi::config::store as config;
@@ -33,7 +34,7 @@ const DEFAULT_MAX_BODY: usize = 1024 * 1024;
 pub struct Request {
     pub method: String,
     pub query: String,
-    incoming: IncomingRequest,
+    pub(crate) incoming: IncomingRequest,
 }
 
 impl Request {
@@ -88,6 +89,9 @@ fn dispatch(req: &mut Request, path: &str) -> Result<Response, ApiError> {
     }
     if let Some(answer) = broker_api::route(req, path) {
         return answer;
+    }
+    if let Some(answer) = twin_api::route(req, path) {
+        return Ok(answer);
     }
     let (prefix, rest) = match path.strip_prefix("/api/v3.0") {
         Some(rest) if rest.is_empty() || rest.starts_with('/') => ("/api/v3.0", rest),

@@ -1,0 +1,88 @@
+//! The API's errors: an HTTP status, a Trusted Twin subcode and a
+//! description, answered as `{"subcode", "trace", "description", "help"}`.
+
+use crate::ids;
+
+/// The subcodes of the Trusted Twin API (names from `trustedtwin-utils`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Subcode {
+    Unauthorized = 401000,
+    InvalidCharacters = 400314,
+    QuotaViolation = 400141,
+    NotAValidJson = 400415,
+    OperationOrderViolation = 400592,
+    NotFound = 404653,
+    AccessForbidden = 403535,
+    IdempotencyViolation = 400358,
+    RequestFormat = 400589,
+    OperationNotAllowed = 400897,
+    ServiceDisabled = 400979,
+    General = 500000,
+}
+
+impl Subcode {
+    fn status(self) -> u16 {
+        (self as u32 / 1000) as u16
+    }
+}
+
+/// An expected failure of an API call. Never a trap, never a 5xx unless the
+/// store itself failed.
+#[derive(Debug, thiserror::Error)]
+#[error("{description}")]
+pub struct ApiError {
+    pub subcode: Subcode,
+    pub description: String,
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+impl ApiError {
+    pub fn new(subcode: Subcode, description: impl Into<String>) -> Self {
+        ApiError { subcode, description: description.into() }
+    }
+
+    pub fn unauthorized() -> Self {
+        Self::new(Subcode::Unauthorized, "Authentication required.")
+    }
+
+    pub fn not_found(what: &str) -> Self {
+        Self::new(Subcode::NotFound, format!("{what} not found."))
+    }
+
+    pub fn forbidden(why: impl Into<String>) -> Self {
+        Self::new(Subcode::AccessForbidden, why)
+    }
+
+    pub fn format(why: impl Into<String>) -> Self {
+        Self::new(Subcode::RequestFormat, why)
+    }
+
+    pub fn not_allowed(why: impl Into<String>) -> Self {
+        Self::new(Subcode::OperationNotAllowed, why)
+    }
+
+    pub fn exists(why: impl Into<String>) -> Self {
+        Self::new(Subcode::IdempotencyViolation, why)
+    }
+
+    pub fn storage(why: impl std::fmt::Display) -> Self {
+        Self::new(Subcode::General, format!("Internal storage error: {why}"))
+    }
+
+    pub fn status(&self) -> u16 {
+        self.subcode.status()
+    }
+
+    /// The error body, with a fresh trace id.
+    pub fn body(&self) -> Vec<u8> {
+        serde_json::to_vec(&serde_json::json!({
+            "subcode": self.subcode as u32,
+            "trace": ids::uuid4(),
+            "description": self.description,
+            "help": null,
+        }))
+        .unwrap_or_default()
+    }
+}

@@ -1,0 +1,52 @@
+//! Identifiers and secrets: UUIDv4s, User Secrets, PINs, and the hashes the
+//! store keeps instead of secrets.
+
+use crate::bindings::wasi::random::random;
+use base64::Engine;
+use sha2::{Digest, Sha256};
+
+/// A random UUID, version 4.
+pub fn uuid4() -> String {
+    let mut b = random::get_random_bytes(16);
+    b.resize(16, 0);
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+}
+
+/// Whether `s` is a UUID in its canonical lower-case text form.
+pub fn is_uuid(s: &str) -> bool {
+    s.len() == 36
+        && s.char_indices().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => c == '-',
+            _ => c.is_ascii_digit() || ('a'..='f').contains(&c),
+        })
+}
+
+/// A User Secret: 64 characters of base64 (48 random bytes).
+pub fn new_secret() -> String {
+    base64::engine::general_purpose::STANDARD.encode(random::get_random_bytes(48))
+}
+
+/// A User Secret PIN: six characters of `[A-Z0-9]`.
+pub fn new_pin() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    random::get_random_bytes(6)
+        .iter()
+        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+        .collect()
+}
+
+/// The store's name for a secret: its SHA-256 in hex. A secret carries 384
+/// random bits, so a fast hash is enough; no secret is ever stored.
+pub fn secret_hash(secret: &str) -> String {
+    Sha256::digest(secret.as_bytes()).iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// A hashed identity (`HID#…`) for ids that do not fit the identity
+/// pattern, as `trustedtwin-utils` builds them (but with SHA-256, base64url).
+pub fn hashed_identity(kind: &str, data: &str) -> String {
+    let digest = Sha256::digest(format!("{kind}:{data}").as_bytes());
+    format!("HID#{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest[..21]))
+}

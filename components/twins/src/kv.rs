@@ -1,0 +1,168 @@
+//! The component's view of `wasi:keyvalue`: one bucket, typed JSON records,
+//! and writes gathered into one `set-many` (one durable transaction in the
+//! embedded host).
+
+use crate::bindings::wasi::config::store as config;
+use crate::bindings::wasi::keyvalue::{atomics, batch, store};
+use crate::error::{ApiError, ApiResult};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::cell::OnceCell;
+
+thread_local! {
+    static BUCKET: OnceCell<store::Bucket> = const { OnceCell::new() };
+}
+
+fn with_bucket<R>(f: impl FnOnce(&store::Bucket) -> Result<R, store::Error>) -> ApiResult<R> {
+    BUCKET.with(|cell| {
+        if cell.get().is_none() {
+            let name = config::get("twins-bucket").ok().flatten().unwrap_or_else(|| "twins".into());
+            let bucket = store::open(&name).map_err(storage)?;
+            let _ = cell.set(bucket);
+        }
+        let bucket = cell.get().ok_or_else(|| ApiError::storage("bucket not open"))?;
+        f(bucket).map_err(storage)
+    })
+}
+
+fn storage(e: store::Error) -> ApiError {
+    ApiError::storage(match e {
+        store::Error::NoSuchStore => "no such store".into(),
+        store::Error::AccessDenied => "access denied".into(),
+        store::Error::Other(s) => s,
+    })
+}
+
+fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> ApiResult<T> {
+    serde_json::from_slice(bytes).map_err(|e| ApiError::storage(format!("record {key:?} is corrupt: {e}")))
+}
+
+/// The record at `key`, if any.
+pub fn get<T: DeserializeOwned>(key: &str) -> ApiResult<Option<T>> {
+    match with_bucket(|b| b.get(key))? {
+        Some(bytes) => decode(key, &bytes).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Raw values of `keys`, in order, in one call.
+pub fn get_many_raw(keys: &[String]) -> ApiResult<Vec<Option<Vec<u8>>>> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let found = with_bucket(|b| batch::get_many(b, keys))?;
+    Ok(found.into_iter().map(|kv| kv.map(|(_, v)| v)).collect())
+}
+
+/// Two records in one call.
+pub fn get2<A: DeserializeOwned, B: DeserializeOwned>(a: &str, b: &str) -> ApiResult<(Option<A>, Option<B>)> {
+    let mut found = get_many_raw(&[a.to_string(), b.to_string()])?.into_iter();
+    let first = match found.next().flatten() {
+        Some(bytes) => Some(decode(a, &bytes)?),
+        None => None,
+    };
+    let second = match found.next().flatten() {
+        Some(bytes) => Some(decode(b, &bytes)?),
+        None => None,
+    };
+    Ok((first, second))
+}
+
+pub fn increment(key: &str) -> ApiResult<u64> {
+    with_bucket(|b| atomics::increment(b, key, 1))
+}
+
+/// Writes gathered for one commit.
+#[derive(Default)]
+pub struct Writes {
+    sets: Vec<(String, Vec<u8>)>,
+    deletes: Vec<String>,
+}
+
+impl Writes {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn put<T: Serialize + ?Sized>(&mut self, key: impl Into<String>, value: &T) -> ApiResult<()> {
+        let bytes = serde_json::to_vec(value).map_err(ApiError::storage)?;
+        self.sets.push((key.into(), bytes));
+        Ok(())
+    }
+
+    pub fn put_raw(&mut self, key: impl Into<String>, bytes: Vec<u8>) {
+        self.sets.push((key.into(), bytes));
+    }
+
+    pub fn delete(&mut self, key: impl Into<String>) {
+        self.deletes.push(key.into());
+    }
+
+    /// Commit: all sets in one transaction, then the deletes. Deletes only
+    /// drop records nothing points to any more, so a crash between the two
+    /// leaves garbage, never a dangling reference.
+    pub fn commit(self) -> ApiResult<()> {
+        if !self.sets.is_empty() {
+            with_bucket(|b| batch::set_many(b, &self.sets))?;
+        }
+        if !self.deletes.is_empty() {
+            with_bucket(|b| batch::delete_many(b, &self.deletes))?;
+        }
+        Ok(())
+    }
+}
+
+/// The store's keys, in one place.
+pub mod key {
+    pub fn account(a: &str) -> String {
+        format!("a:{a}")
+    }
+    pub fn account_users(a: &str) -> String {
+        format!("au:{a}")
+    }
+    pub fn account_roles(a: &str) -> String {
+        format!("ar:{a}")
+    }
+    pub fn secret(hash: &str) -> String {
+        format!("s:{hash}")
+    }
+    pub fn user_secret(u: &str) -> String {
+        format!("us:{u}")
+    }
+    pub fn pin(a: &str, pin: &str) -> String {
+        format!("p:{a}:{pin}")
+    }
+    pub fn user(u: &str) -> String {
+        format!("u:{u}")
+    }
+    pub fn role(r: &str) -> String {
+        format!("r:{r}")
+    }
+    pub fn twin(t: &str) -> String {
+        format!("t:{t}")
+    }
+    pub fn twin_count(a: &str) -> String {
+        format!("tc:{a}")
+    }
+    pub fn twin_index(a: &str, seq: u64) -> String {
+        format!("ti:{a}:{seq:012}")
+    }
+    pub fn ledger(t: &str, a: &str) -> String {
+        format!("l:{t}:{a}")
+    }
+    pub fn history(t: &str, a: &str, entry: &str, seq: u64) -> String {
+        format!("h:{t}:{a}:{entry}:{seq:012}")
+    }
+    pub fn identity(t: &str, a: &str, name: &str) -> String {
+        format!("i:{t}:{a}:{name}")
+    }
+    pub fn twin_identities(t: &str) -> String {
+        format!("il:{t}")
+    }
+    pub fn resolve(name: &str) -> String {
+        format!("rs:{name}")
+    }
+    pub fn demo() -> String {
+        "demo".into()
+    }
+}

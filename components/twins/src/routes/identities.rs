@@ -1,0 +1,244 @@
+//! Identities: names attached to twins by an account, resolvable back to
+//! twins. Stored per (twin, account, name), with two indexes: the twin's
+//! identities (`il:`) and a name's attachments (`rs:`).
+
+use crate::access;
+use crate::auth::Caller;
+use crate::clock;
+use crate::error::{ApiError, ApiResult};
+use crate::ids;
+use crate::kv::{self, key, Writes};
+use crate::model::{Identity, IdentityRef, Twin};
+use crate::request::{parse_bool, Call};
+use crate::routes::twins;
+use crate::rule;
+use crate::Answer;
+use serde_json::{json, Map, Value};
+
+/// `^[A-Za-z_][0-9A-Za-z_]{0,7}#[0-9A-Za-z_=+-]{1,128}$`
+pub fn valid_name(name: &str) -> bool {
+    let Some((kind, id)) = name.split_once('#') else { return false };
+    let kb = kind.as_bytes();
+    !kb.is_empty()
+        && kb.len() <= 8
+        && (kb[0].is_ascii_alphabetic() || kb[0] == b'_')
+        && kb.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_')
+        && !id.is_empty()
+        && id.len() <= 128
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'=' | b'+' | b'-'))
+}
+
+fn own(c: &Caller, t: &str, name: &str) -> ApiResult<(Twin, Identity)> {
+    let (twin, _) = twins::accessible(c, t)?;
+    let identity = kv::get::<Identity>(&key::identity(&twin.uuid, &c.account, name))?
+        .ok_or_else(|| ApiError::not_found("Identity"))?;
+    Ok((twin, identity))
+}
+
+fn visibility_of(spec: &Map<String, Value>, name: &str) -> ApiResult<Option<Option<String>>> {
+    match spec.get("visibility") {
+        None => Ok(None),
+        Some(Value::Null) => Ok(Some(None)),
+        Some(Value::String(s)) => {
+            rule::check(&format!("{name}.visibility"), s)?;
+            Ok(Some(Some(s.clone())))
+        }
+        Some(_) => Err(ApiError::format(format!("'{name}.visibility' must be a string or null."))),
+    }
+}
+
+/// Store a new identity and its index entries (into `w`).
+pub fn attach(w: &mut Writes, identity: &Identity) -> ApiResult<()> {
+    let r = IdentityRef { twin: identity.twin.clone(), account: identity.account.clone(), name: identity.name.clone() };
+    let mut on_twin: Vec<IdentityRef> = kv::get(&key::twin_identities(&identity.twin))?.unwrap_or_default();
+    let mut by_name: Vec<IdentityRef> = kv::get(&key::resolve(&identity.name))?.unwrap_or_default();
+    if !on_twin.contains(&r) {
+        on_twin.push(r.clone());
+    }
+    if !by_name.contains(&r) {
+        by_name.push(r);
+    }
+    w.put(key::identity(&identity.twin, &identity.account, &identity.name), identity)?;
+    w.put(key::twin_identities(&identity.twin), &on_twin)?;
+    w.put(key::resolve(&identity.name), &by_name)
+}
+
+pub fn create(c: &Caller, t: &str, call: &Call) -> ApiResult<Answer> {
+    c.require("create_twin_identity")?;
+    let body = call.body()?;
+    let (twin, _) = twins::accessible(c, t)?;
+    let specs = match body.get("identities") {
+        Some(Value::Object(o)) => o,
+        _ => return Err(ApiError::format("'identities' must be an object.")),
+    };
+    let now = clock::now_ms();
+    let mut new = Vec::new();
+    for (name, spec) in specs {
+        if !valid_name(name) {
+            return Err(ApiError::format(format!(
+                "Identity '{name}' does not match ^[A-Za-z_][0-9A-Za-z_]{{0,7}}#[0-9A-Za-z_=+-]{{1,128}}$."
+            )));
+        }
+        let spec = match spec {
+            Value::Object(o) => o.clone(),
+            Value::Null => Map::new(),
+            _ => return Err(ApiError::format(format!("Identity '{name}' must be an object."))),
+        };
+        if kv::get::<Identity>(&key::identity(&twin.uuid, &c.account, name))?.is_some() {
+            return Err(ApiError::exists(format!("Identity '{name}' already exists.")));
+        }
+        new.push(Identity {
+            name: name.clone(),
+            twin: twin.uuid.clone(),
+            account: c.account.clone(),
+            visibility: visibility_of(&spec, name)?.flatten(),
+            validity: crate::request::field::opt_ts(&spec, "validity_ts")?,
+            created: now,
+            updated: now,
+        });
+    }
+    // Each attach reads the indexes the previous one wrote, so commit one
+    // identity at a time.
+    for identity in &new {
+        let mut w = Writes::new();
+        attach(&mut w, identity)?;
+        w.commit()?;
+    }
+    Answer::created(json!({ "identities": new.iter().map(|i| &i.name).collect::<Vec<_>>() }))
+}
+
+pub fn get(c: &Caller, t: &str, name: &str) -> ApiResult<Answer> {
+    c.require("get_twin_identity")?;
+    Answer::ok(own(c, t, name)?.1.to_json())
+}
+
+pub fn update(c: &Caller, t: &str, name: &str, call: &Call) -> ApiResult<Answer> {
+    c.require("update_twin_identity")?;
+    let body = call.body()?;
+    let (_, mut identity) = own(c, t, name)?;
+    if let Some(v) = visibility_of(&body, "identity")? {
+        identity.visibility = v;
+    }
+    if body.contains_key("validity_ts") {
+        identity.validity = crate::request::field::opt_ts(&body, "validity_ts")?;
+    }
+    identity.updated = clock::now_ms();
+    let mut w = Writes::new();
+    w.put(key::identity(&identity.twin, &identity.account, &identity.name), &identity)?;
+    w.commit()?;
+    Answer::ok(identity.to_json())
+}
+
+pub fn delete(c: &Caller, t: &str, name: &str) -> ApiResult<Answer> {
+    c.require("delete_twin_identity")?;
+    let (twin, identity) = own(c, t, name)?;
+    let r = IdentityRef { twin: twin.uuid.clone(), account: c.account.clone(), name: name.to_string() };
+    let mut on_twin: Vec<IdentityRef> = kv::get(&key::twin_identities(&twin.uuid))?.unwrap_or_default();
+    let mut by_name: Vec<IdentityRef> = kv::get(&key::resolve(name))?.unwrap_or_default();
+    on_twin.retain(|x| x != &r);
+    by_name.retain(|x| x != &r);
+    let mut w = Writes::new();
+    w.put(key::twin_identities(&twin.uuid), &on_twin)?;
+    w.put(key::resolve(name), &by_name)?;
+    w.delete(key::identity(&twin.uuid, &c.account, name));
+    w.commit()?;
+    Answer::ok(identity.to_json())
+}
+
+fn load_identities(refs: &[IdentityRef]) -> ApiResult<Vec<Identity>> {
+    let keys: Vec<String> = refs.iter().map(|r| key::identity(&r.twin, &r.account, &r.name)).collect();
+    Ok(kv::get_many_raw(&keys)?
+        .into_iter()
+        .filter_map(|raw| raw.and_then(|b| serde_json::from_slice::<Identity>(&b).ok()))
+        .collect())
+}
+
+pub fn list(c: &Caller, t: &str, call: &Call) -> ApiResult<Answer> {
+    c.require("get_twin_identities")?;
+    let (twin, mut vars) = twins::accessible(c, t)?;
+    let show_personal = call.flag("show_personal", true)?;
+    let show_expired = call.flag("show_expired", false)?;
+    let show_valid = call.flag("show_valid", true)?;
+    let show_public = call.flag("show_public", true)?;
+    let show_private = call.flag("show_private", true)?;
+    // `show_foreign`: a boolean, or the one account whose identities to show.
+    let foreign: Option<Option<String>> = match call.param("show_foreign") {
+        None => None,
+        Some(v) => match parse_bool(v) {
+            Some(true) => Some(None),
+            Some(false) => None,
+            None if ids::is_uuid(v) => Some(Some(v.to_string())),
+            None => return Err(ApiError::format("'show_foreign' must be a boolean or an account UUID.")),
+        },
+    };
+    let refs: Vec<IdentityRef> = kv::get(&key::twin_identities(&twin.uuid))?.unwrap_or_default();
+    let now = clock::now_ms();
+    let mut out = Map::new();
+    for identity in load_identities(&refs)? {
+        access::set_identity(&mut vars, &identity);
+        let shown = if identity.account == c.account {
+            let expired = identity.expired(now);
+            show_personal
+                && (if expired { show_expired } else { show_valid })
+                && (if identity.visibility.is_some() { show_public } else { show_private })
+                && access::identity_visible(c, &identity, &vars)
+        } else {
+            foreign.as_ref().is_some_and(|f| f.as_ref().is_none_or(|a| a == &identity.account))
+                && !identity.expired(now)
+                && access::identity_visible(c, &identity, &vars)
+        };
+        if !shown || out.contains_key(&identity.name) && identity.account != c.account {
+            continue;
+        }
+        let mut item = identity.list_json();
+        if identity.account != c.account {
+            item["account"] = json!(identity.account);
+        }
+        out.insert(identity.name.clone(), item);
+    }
+    Answer::ok(json!({ "identities": out }))
+}
+
+pub fn resolve(c: &Caller, name: &str, call: &Call) -> ApiResult<Answer> {
+    c.require("resolve_twin_identity")?;
+    let details = call.flag("details", false)?;
+    let contexts: Vec<String> = call.list("context").unwrap_or_else(|| vec!["personal".into()]);
+    for ctx in &contexts {
+        if !(ctx == "personal" || ctx == "system" || ids::is_uuid(ctx)) {
+            return Err(ApiError::format("'context' must be 'personal', 'system' or an account UUID."));
+        }
+    }
+    let in_context = |account: &str| {
+        contexts.iter().any(|ctx| match ctx.as_str() {
+            "personal" => account == c.account,
+            "system" => true,
+            uuid => account == uuid,
+        })
+    };
+    let refs: Vec<IdentityRef> = kv::get(&key::resolve(name))?.unwrap_or_default();
+    let refs: Vec<IdentityRef> = refs.into_iter().filter(|r| in_context(&r.account)).collect();
+    let now = clock::now_ms();
+    let mut twins_seen: Vec<String> = Vec::new();
+    let mut details_out = Map::new();
+    for identity in load_identities(&refs)? {
+        if identity.expired(now) || twins_seen.contains(&identity.twin) {
+            continue;
+        }
+        let Some(twin) = kv::get::<Twin>(&key::twin(&identity.twin))? else { continue };
+        let mut vars = access::caller_vars(c);
+        access::set_twin(&mut vars, &twin);
+        access::set_identity(&mut vars, &identity);
+        if !access::identity_visible(c, &identity, &vars) {
+            continue;
+        }
+        twins_seen.push(twin.uuid.clone());
+        if details && access::twin_accessible(c, &twin, &vars) {
+            details_out.insert(twin.uuid.clone(), twin.to_json());
+        }
+    }
+    if details {
+        Answer::ok(json!({ "twins": details_out }))
+    } else {
+        Answer::ok(json!({ "twins": twins_seen }))
+    }
+}

@@ -1,0 +1,425 @@
+//! Ledgers: one per (twin, account), a map of entries holding a value, a
+//! reference to another ledger's entry, or an include of another of the
+//! account's ledgers. Every write is one `set-many`.
+
+use crate::access;
+use crate::auth::Caller;
+use crate::clock::{self, ts};
+use crate::error::{ApiError, ApiResult, Subcode};
+use crate::kv::{self, key, Writes};
+use crate::model::{Entry, EntryKind, Ledger, Twin};
+use crate::request::{Call, QUOTA_BYTES};
+use crate::routes::{history, twins};
+use crate::rule::{self, Vars};
+use crate::Answer;
+use serde_json::{json, Map, Value};
+use std::collections::HashSet;
+
+/// The longest chain of references followed before `too_many_hops`.
+const MAX_HOPS: usize = 8;
+
+pub enum View {
+    Full,
+    Values,
+}
+
+pub enum Write {
+    Entries,
+    Values,
+}
+
+/// Entry names: `^_*[a-z0-9]+([_-][0-9a-z]+)*$`, at most 128 characters.
+pub fn valid_entry_name(name: &str) -> bool {
+    if name.is_empty() || name.len() > 128 {
+        return false;
+    }
+    let rest = name.trim_start_matches('_');
+    !rest.is_empty()
+        && rest.split(['_', '-']).all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
+}
+
+fn check_entry_name(name: &str) -> ApiResult<()> {
+    if valid_entry_name(name) {
+        Ok(())
+    } else {
+        Err(ApiError::format(format!("Entry name '{name}' does not match ^_*[a-z0-9]+([_-][0-9a-z]+)*$ (at most 128 characters).")))
+    }
+}
+
+pub fn load(t: &str, a: &str) -> ApiResult<Ledger> {
+    Ok(kv::get::<Ledger>(&key::ledger(t, a))?.unwrap_or_default())
+}
+
+/// The twin, the ledger's account and the caller's rule variables; writes
+/// only to the caller's own ledger.
+fn target(c: &Caller, t: &str, l: &str, writing: bool) -> ApiResult<(Twin, String, Vars)> {
+    let (twin, vars) = twins::accessible(c, t)?;
+    let account = c.ledger_account(l, &twin.owner, &twin.creator)?;
+    if writing && account != c.account {
+        return Err(ApiError::forbidden("Entries can only be written to your own (personal) Ledger."));
+    }
+    Ok((twin, account, vars))
+}
+
+fn entries_of(body: &Map<String, Value>) -> ApiResult<&Map<String, Value>> {
+    match body.get("entries") {
+        Some(Value::Object(o)) => Ok(o),
+        Some(_) => Err(ApiError::format("'entries' must be an object.")),
+        None => Err(ApiError::format("'entries' is required.")),
+    }
+}
+
+fn opt_rule(spec: &Map<String, Value>, field: &str, name: &str) -> ApiResult<Option<Option<String>>> {
+    match spec.get(field) {
+        None => Ok(None),
+        Some(Value::Null) => Ok(Some(None)),
+        Some(Value::String(s)) => {
+            rule::check(&format!("{name}.{field}"), s)?;
+            Ok(Some(Some(s.clone())))
+        }
+        Some(_) => Err(ApiError::format(format!("'{name}.{field}' must be a string or null."))),
+    }
+}
+
+fn opt_retention(spec: &Map<String, Value>, name: &str) -> ApiResult<Option<Option<String>>> {
+    match spec.get("history") {
+        None => Ok(None),
+        Some(Value::Null) => Ok(Some(None)),
+        Some(Value::String(s)) if history::retention_ms(s).is_some() => Ok(Some(Some(s.clone()))),
+        Some(_) => Err(ApiError::format(format!("'{name}.history' must match ^([1-9][0-9]{{0,2}}[DWMY]|INF)$ or be null."))),
+    }
+}
+
+/// Parse `twin://{twin}/{account}/{entry}` (reference) or
+/// `twin://{twin}/{entry}` (include).
+fn parse_source(source: &str, parts: usize) -> Option<Vec<&str>> {
+    let rest = source.strip_prefix("twin://")?;
+    let p: Vec<&str> = rest.split('/').collect();
+    (p.len() == parts && p.iter().all(|s| !s.is_empty())).then_some(p)
+}
+
+fn source_of<'a>(spec: &'a Map<String, Value>, kind: &str, name: &str) -> ApiResult<(&'a str, Option<&'a Map<String, Value>>)> {
+    let o = spec.get(kind).and_then(Value::as_object).ok_or_else(|| ApiError::format(format!("'{name}.{kind}' must be an object.")))?;
+    let s = o.get("source").and_then(Value::as_str).ok_or_else(|| ApiError::format(format!("'{name}.{kind}.source' must be a string.")))?;
+    Ok((s, Some(o)))
+}
+
+/// A new entry from its add spec.
+fn new_entry(c: &Caller, twin: &str, name: &str, spec: &Value, now: i64) -> ApiResult<Entry> {
+    let spec = spec.as_object().ok_or_else(|| ApiError::format(format!("Entry '{name}' must be an object.")))?;
+    let mut visibility = opt_rule(spec, "visibility", name)?.flatten();
+    let kind = if spec.contains_key("ref") {
+        let (source, inner) = source_of(spec, "ref", name)?;
+        let p = parse_source(source, 3)
+            .ok_or_else(|| ApiError::format(format!("'{name}.ref.source' must be twin://{{twin}}/{{account}}/{{entry}}.")))?;
+        if p[0] == twin && p[1] == c.account {
+            return Err(ApiError::not_allowed("A reference cannot point into its own Ledger."));
+        }
+        if visibility.is_none() {
+            if let Some(inner) = inner {
+                visibility = opt_rule(inner, "visibility", &format!("{name}.ref"))?.flatten();
+            }
+        }
+        EntryKind::Reference { source: source.to_string() }
+    } else if spec.contains_key("include") {
+        let (source, _) = source_of(spec, "include", name)?;
+        let p = parse_source(source, 2)
+            .ok_or_else(|| ApiError::format(format!("'{name}.include.source' must be twin://{{twin}}/{{entry}}.")))?;
+        if p[0] == twin {
+            return Err(ApiError::not_allowed("An include cannot point into its own Ledger."));
+        }
+        EntryKind::Include { source: source.to_string() }
+    } else {
+        EntryKind::Value { value: spec.get("value").cloned().unwrap_or(Value::Null) }
+    };
+    let history = opt_retention(spec, name)?.flatten();
+    Ok(Entry {
+        kind,
+        visibility,
+        history,
+        timeseries: spec.get("timeseries").cloned().filter(|v| !v.is_null()),
+        publish: spec.get("publish").cloned().filter(|v| !v.is_null()),
+        created: now,
+        updated: now,
+        changed: now,
+        hnext: 0,
+        hlow: 0,
+    })
+}
+
+/// `conditions`: every rule must hold for its entry's current state.
+fn check_conditions(c: &Caller, body: &Map<String, Value>, ledger: &Ledger, vars: &mut Vars) -> ApiResult<()> {
+    let Some(conditions) = body.get("conditions").filter(|v| !v.is_null()) else { return Ok(()) };
+    let conditions = conditions.as_object().ok_or_else(|| ApiError::format("'conditions' must be an object."))?;
+    for (name, rule_text) in conditions {
+        let rule_text = rule_text.as_str().ok_or_else(|| ApiError::format(format!("'conditions.{name}' must be a string.")))?;
+        rule::check(&format!("conditions.{name}"), rule_text)?;
+        let ok = ledger.entries.get(name).is_some_and(|entry| {
+            access::set_ledger(vars, &c.account, ledger, rule::uses(rule_text, "LEDGER"));
+            access::set_entry(vars, name, entry);
+            rule::holds(rule_text, vars)
+        });
+        if !ok {
+            return Err(ApiError::new(Subcode::OperationOrderViolation, format!("Condition for entry '{name}' is not met.")));
+        }
+    }
+    Ok(())
+}
+
+fn check_quota(ledger: &Ledger) -> ApiResult<Vec<u8>> {
+    let bytes = serde_json::to_vec(ledger).map_err(ApiError::storage)?;
+    if bytes.len() > QUOTA_BYTES {
+        return Err(ApiError::new(Subcode::QuotaViolation, "The Ledger would exceed the 64 kB quota."));
+    }
+    Ok(bytes)
+}
+
+pub fn add(c: &Caller, t: &str, l: &str, call: &Call) -> ApiResult<Answer> {
+    c.require("add_twin_ledger_entry")?;
+    let body = call.body()?;
+    let (twin, account, mut vars) = target(c, t, l, true)?;
+    let specs = entries_of(&body)?;
+    let mut ledger = load(&twin.uuid, &account)?;
+    check_conditions(c, &body, &ledger, &mut vars)?;
+    let now = clock::now_ms();
+    let mut w = Writes::new();
+    let mut added = Vec::new();
+    for (name, spec) in specs {
+        check_entry_name(name)?;
+        if ledger.entries.contains_key(name) {
+            return Err(ApiError::exists(format!("Entry '{name}' already exists.")));
+        }
+        let mut entry = new_entry(c, &twin.uuid, name, spec, now)?;
+        history::record(&mut w, &twin.uuid, &account, name, &mut entry, now)?;
+        ledger.entries.insert(name.clone(), entry);
+        added.push(name.clone());
+    }
+    w.put_raw(key::ledger(&twin.uuid, &account), check_quota(&ledger)?);
+    w.commit()?;
+    Answer::created(json!({ "entries": render(c, &twin, &account, &ledger, added.iter().map(String::as_str), View::Full) }))
+}
+
+pub fn update(c: &Caller, t: &str, l: &str, call: &Call, mode: Write) -> ApiResult<Answer> {
+    c.require(match mode {
+        Write::Entries => "update_twin_ledger_entry",
+        Write::Values => "update_twin_ledger_entry_value",
+    })?;
+    let body = call.body()?;
+    let (twin, account, mut vars) = target(c, t, l, true)?;
+    let specs = entries_of(&body)?;
+    let mut ledger = load(&twin.uuid, &account)?;
+    check_conditions(c, &body, &ledger, &mut vars)?;
+    let now = clock::now_ms();
+    let mut w = Writes::new();
+    let mut updated = Vec::new();
+    for (name, spec) in specs {
+        let spec = spec.as_object().ok_or_else(|| ApiError::format(format!("Entry '{name}' must be an object.")))?;
+        let entry = ledger.entries.get_mut(name).ok_or_else(|| ApiError::not_found(&format!("Entry '{name}'")))?;
+        if matches!(mode, Write::Values) && !spec.contains_key("value") {
+            return Err(ApiError::format(format!("'{name}.value' is required.")));
+        }
+        if spec.contains_key("ref") || spec.contains_key("include") {
+            return Err(ApiError::not_allowed(format!("The type of entry '{name}' cannot be changed.")));
+        }
+        if let Some(new_value) = spec.get("value") {
+            match &mut entry.kind {
+                EntryKind::Value { value } => {
+                    if value != new_value {
+                        *value = new_value.clone();
+                        entry.changed = now;
+                        history::record(&mut w, &twin.uuid, &account, name, entry, now)?;
+                    }
+                }
+                _ => return Err(ApiError::not_allowed(format!("The value of reference or include entry '{name}' cannot be written."))),
+            }
+        }
+        if matches!(mode, Write::Entries) {
+            if let Some(v) = opt_rule(spec, "visibility", name)? {
+                entry.visibility = v;
+            }
+            if let Some(h) = opt_retention(spec, name)? {
+                history::set_retention(entry, h);
+            }
+            if let Some(v) = spec.get("timeseries") {
+                entry.timeseries = Some(v.clone()).filter(|v| !v.is_null());
+            }
+            if let Some(v) = spec.get("publish") {
+                entry.publish = Some(v.clone()).filter(|v| !v.is_null());
+            }
+        }
+        entry.updated = now;
+        updated.push(name.clone());
+    }
+    w.put_raw(key::ledger(&twin.uuid, &account), check_quota(&ledger)?);
+    w.commit()?;
+    let view = match mode {
+        Write::Entries => View::Full,
+        Write::Values => View::Values,
+    };
+    Answer::ok(json!({ "entries": render(c, &twin, &account, &ledger, updated.iter().map(String::as_str), view) }))
+}
+
+pub fn delete(c: &Caller, t: &str, l: &str, call: &Call) -> ApiResult<Answer> {
+    c.require("delete_twin_ledger_entry")?;
+    let body = call.body()?;
+    let (twin, account, mut vars) = target(c, t, l, true)?;
+    let mut ledger = load(&twin.uuid, &account)?;
+    check_conditions(c, &body, &ledger, &mut vars)?;
+    let names: Vec<String> = match call.list("entries") {
+        Some(list) => list.into_iter().filter(|n| ledger.entries.contains_key(n)).collect(),
+        None => ledger.entries.keys().cloned().collect(),
+    };
+    let answer = render(c, &twin, &account, &ledger, names.iter().map(String::as_str), View::Full);
+    let mut w = Writes::new();
+    for name in &names {
+        if let Some(entry) = ledger.entries.shift_remove(name) {
+            history::forget(&mut w, &twin.uuid, &account, name, &entry);
+        }
+    }
+    w.put_raw(key::ledger(&twin.uuid, &account), check_quota(&ledger)?);
+    w.commit()?;
+    Answer::ok(json!({ "entries": answer }))
+}
+
+pub fn get(c: &Caller, t: &str, l: &str, call: &Call, view: View) -> ApiResult<Answer> {
+    c.require(match view {
+        View::Full => "get_twin_ledger_entry",
+        View::Values => "get_twin_ledger_entry_value",
+    })?;
+    let (twin, account, mut vars) = target(c, t, l, false)?;
+    let own = account == c.account;
+    let (show_refs, show_public, show_private) = if own {
+        (call.flag("show_references", true)?, call.flag("show_public", true)?, call.flag("show_private", true)?)
+    } else {
+        (true, true, true)
+    };
+    let ledger = load(&twin.uuid, &account)?;
+    let wanted = call.list("entries");
+    let names = visible_names(c, &account, &ledger, &mut vars, wanted.as_deref(), |e| {
+        (show_refs || !matches!(e.kind, EntryKind::Reference { .. }))
+            && if e.visibility.is_some() { show_public } else { show_private }
+    });
+    Answer::ok(json!({ "entries": render(c, &twin, &account, &ledger, names.iter().map(String::as_str), view) }))
+}
+
+/// Names of the entries of `ledger` that `c` sees, among `wanted` (all if
+/// none) and passing `keep`, in ledger order.
+pub fn visible_names(
+    c: &Caller,
+    account: &str,
+    ledger: &Ledger,
+    vars: &mut Vars,
+    wanted: Option<&[String]>,
+    keep: impl Fn(&Entry) -> bool,
+) -> Vec<String> {
+    let needs_values = access::entry_rules_use_ledger(c, ledger);
+    access::set_ledger(vars, account, ledger, needs_values);
+    let mut out = Vec::new();
+    for (name, entry) in &ledger.entries {
+        if wanted.is_some_and(|w| !w.iter().any(|x| x == name)) || !keep(entry) {
+            continue;
+        }
+        access::set_entry(vars, name, entry);
+        if access::entry_visible(c, account, entry, vars) {
+            out.push(name.clone());
+        }
+    }
+    out
+}
+
+/// The answer for `names` of `ledger`, references resolved.
+fn render<'a>(c: &Caller, twin: &Twin, account: &str, ledger: &Ledger, names: impl Iterator<Item = &'a str>, view: View) -> Map<String, Value> {
+    let mut out = Map::new();
+    for name in names {
+        let Some(entry) = ledger.entries.get(name) else { continue };
+        let (value, changed, link) = match &entry.kind {
+            EntryKind::Value { value } => (value.clone(), entry.changed, None),
+            EntryKind::Reference { source } => {
+                let mut seen = HashSet::from([(twin.uuid.clone(), account.to_string(), name.to_string())]);
+                let r = resolve_reference(c, account, source, &mut seen, 0);
+                (r.value, r.changed.unwrap_or(entry.changed), Some(("ref", source, r.status)))
+            }
+            EntryKind::Include { source } => {
+                let r = resolve_include(account, source);
+                (r.value, r.changed.unwrap_or(entry.changed), Some(("include", source, r.status)))
+            }
+        };
+        let mut o = Map::new();
+        if let (View::Full, Some((kind, source, status))) = (&view, &link) {
+            o.insert((*kind).into(), json!({ "source": source, "status": status }));
+        }
+        o.insert("value".into(), value);
+        if let View::Full = view {
+            o.insert("visibility".into(), json!(entry.visibility));
+            if let Some(h) = &entry.history {
+                o.insert("history".into(), json!(h));
+            }
+            if let Some(v) = &entry.timeseries {
+                o.insert("timeseries".into(), v.clone());
+            }
+            if let Some(v) = &entry.publish {
+                o.insert("publish".into(), v.clone());
+            }
+        }
+        o.insert("entry_created_ts".into(), json!(ts(entry.created)));
+        o.insert("entry_updated_ts".into(), json!(ts(entry.updated)));
+        o.insert("value_changed_ts".into(), json!(ts(changed)));
+        out.insert(name.to_string(), Value::Object(o));
+    }
+    out
+}
+
+struct Resolved {
+    status: &'static str,
+    value: Value,
+    changed: Option<i64>,
+}
+
+impl Resolved {
+    fn missing(status: &'static str) -> Resolved {
+        Resolved { status, value: Value::Null, changed: None }
+    }
+}
+
+/// Follow a reference made by `owner`'s ledger. The source entry must be
+/// visible to `owner` (its visibility rule, for a foreign source).
+fn resolve_reference(c: &Caller, owner: &str, source: &str, seen: &mut HashSet<(String, String, String)>, hops: usize) -> Resolved {
+    if hops >= MAX_HOPS {
+        return Resolved::missing("too_many_hops");
+    }
+    let Some(p) = parse_source(source, 3) else { return Resolved::missing("not_found") };
+    let (t, a, e) = (p[0].to_string(), p[1].to_string(), p[2].to_string());
+    if !seen.insert((t.clone(), a.clone(), e.clone())) {
+        return Resolved::missing("loop_detected");
+    }
+    let twin: Option<Twin> = kv::get(&key::twin(&t)).ok().flatten();
+    let Some(twin) = twin else { return Resolved::missing("not_found") };
+    let Ok(ledger) = load(&t, &a) else { return Resolved::missing("not_found") };
+    let Some(entry) = ledger.entries.get(&e) else { return Resolved::missing("not_found") };
+    if a != owner {
+        let mut vars = access::caller_vars(c);
+        vars.account = json!(owner);
+        access::set_twin(&mut vars, &twin);
+        let needs = entry.visibility.as_deref().is_some_and(|v| rule::uses(v, "LEDGER"));
+        access::set_ledger(&mut vars, &a, &ledger, needs);
+        access::set_entry(&mut vars, &e, entry);
+        if !entry.visibility.as_deref().is_some_and(|v| rule::holds(v, &vars)) {
+            return Resolved::missing("not_found");
+        }
+    }
+    match &entry.kind {
+        EntryKind::Value { value } => Resolved { status: "ok", value: value.clone(), changed: Some(entry.changed) },
+        EntryKind::Reference { source } => resolve_reference(c, &a, source, seen, hops + 1),
+        EntryKind::Include { source } => resolve_include(&a, source),
+    }
+}
+
+/// An include reads another ledger of the same account.
+fn resolve_include(account: &str, source: &str) -> Resolved {
+    let Some(p) = parse_source(source, 2) else { return Resolved::missing("not_found") };
+    let Ok(ledger) = load(p[0], account) else { return Resolved::missing("not_found") };
+    match ledger.entries.get(p[1]).map(|e| (&e.kind, e.changed)) {
+        Some((EntryKind::Value { value }, changed)) => Resolved { status: "ok", value: value.clone(), changed: Some(changed) },
+        _ => Resolved::missing("not_found"),
+    }
+}

@@ -1,0 +1,305 @@
+//! The account, roles and users.
+
+use crate::auth::{Caller, ACTIONS};
+use crate::clock;
+use crate::error::{ApiError, ApiResult};
+use crate::kv::{self, key, Writes};
+use crate::model::{Account, Effect, Role, RuleKeys, SecretRecord, Statement, User};
+use crate::request::{field, Call};
+use crate::rule;
+use crate::Answer;
+use serde_json::{json, Map, Value};
+
+pub fn get_account(c: &Caller) -> ApiResult<Answer> {
+    c.require("get_account")?;
+    let a: Account = kv::get(&key::account(&c.account))?.ok_or_else(|| ApiError::not_found("Account"))?;
+    Answer::ok(json!({
+        "uuid": a.uuid, "name": a.name, "resource_access_log": null,
+        "created_ts": clock::ts(a.created), "updated_ts": clock::ts(a.updated),
+    }))
+}
+
+pub fn update_account(c: &Caller, call: &Call) -> ApiResult<Answer> {
+    c.require("update_account")?;
+    let body = call.body()?;
+    if body.get("resource_access_log").is_some_and(|v| !v.is_null()) {
+        return Err(ApiError::new(crate::error::Subcode::ServiceDisabled, "Resource access logging is not available on this server."));
+    }
+    get_account(c)
+}
+
+// ---- roles ------------------------------------------------------------
+
+/// Parse a role body's statement.
+fn statement(body: &Map<String, Value>, default: Option<&Statement>) -> ApiResult<Statement> {
+    let Some(v) = body.get("statement") else {
+        return Ok(default.cloned().unwrap_or(Statement { effect: Effect::Deny, actions: None }));
+    };
+    let o = v.as_object().ok_or_else(|| ApiError::format("'statement' must be an object."))?;
+    let effect = match o.get("effect").and_then(Value::as_str) {
+        Some("allow") => Effect::Allow,
+        Some("deny") | None => Effect::Deny,
+        Some(other) => return Err(ApiError::format(format!("'statement.effect' must be 'allow' or 'deny', not '{other}'."))),
+    };
+    let actions = match o.get("actions") {
+        None | Some(Value::Null) => None,
+        Some(Value::Array(items)) => {
+            let mut out = Vec::with_capacity(items.len());
+            for item in items {
+                let name = item.as_str().ok_or_else(|| ApiError::format("'statement.actions' must be a list of strings."))?;
+                if !ACTIONS.contains(&name) {
+                    return Err(ApiError::format(format!("Unknown action '{name}' in 'statement.actions'.")));
+                }
+                if !out.iter().any(|x| x == name) {
+                    out.push(name.to_string());
+                }
+            }
+            Some(out)
+        }
+        Some(_) => return Err(ApiError::format("'statement.actions' must be a list or null.")),
+    };
+    Ok(Statement { effect, actions })
+}
+
+/// Apply a role body's `rules` to `role`: keys in either spelling; absent
+/// keys are null on create and unchanged on update.
+fn apply_rules(role: &mut Role, body: &Map<String, Value>, creating: bool) -> ApiResult<()> {
+    let Some(v) = body.get("rules") else { return Ok(()) };
+    let rules = match v {
+        Value::Null => Map::new(),
+        Value::Object(o) => o.clone(),
+        _ => return Err(ApiError::format("'rules' must be an object or null.")),
+    };
+    let mut spelling = None;
+    for (k, v) in &rules {
+        let (slot, keys) = match k.as_str() {
+            "twin_rule" => (&mut role.twin_rule, RuleKeys::Suffixed),
+            "entry_rule" => (&mut role.entry_rule, RuleKeys::Suffixed),
+            "identity_rule" => (&mut role.identity_rule, RuleKeys::Suffixed),
+            "twin" => (&mut role.twin_rule, RuleKeys::Short),
+            "entry" => (&mut role.entry_rule, RuleKeys::Short),
+            "identity" => (&mut role.identity_rule, RuleKeys::Short),
+            other => return Err(ApiError::format(format!("Unknown rule '{other}' in 'rules'."))),
+        };
+        spelling.get_or_insert(keys);
+        *slot = match v {
+            Value::Null => None,
+            Value::String(s) => {
+                rule::check(&format!("rules.{k}"), s)?;
+                Some(s.clone())
+            }
+            _ => return Err(ApiError::format(format!("'rules.{k}' must be a string or null."))),
+        };
+    }
+    if let Some(keys) = spelling {
+        role.keys = keys;
+    }
+    if creating && v.is_null() {
+        role.twin_rule = None;
+        role.entry_rule = None;
+        role.identity_rule = None;
+    }
+    Ok(())
+}
+
+/// A user cannot hand out an action their own role does not allow.
+fn within_rights(c: &Caller, statement: &Statement) -> ApiResult<()> {
+    match ACTIONS.iter().find(|a| statement.allows(a) && !c.role.statement.allows(a)) {
+        Some(a) => Err(ApiError::forbidden(format!("The role would allow '{a}', which your own role does not."))),
+        None => Ok(()),
+    }
+}
+
+fn load_role(c: &Caller, r: &str) -> ApiResult<Role> {
+    match kv::get::<Role>(&key::role(r))? {
+        Some(role) if role.account == c.account => Ok(role),
+        _ => Err(ApiError::not_found("Role")),
+    }
+}
+
+pub fn create_role(c: &Caller, call: &Call) -> ApiResult<Answer> {
+    c.require("create_user_role")?;
+    let body = call.body()?;
+    let now = clock::now_ms();
+    let statement = statement(&body, None)?;
+    within_rights(c, &statement)?;
+    let mut role = Role {
+        uuid: crate::ids::uuid4(),
+        account: c.account.clone(),
+        name: field::name(&body, "User Role Name")?,
+        statement,
+        twin_rule: None,
+        entry_rule: None,
+        identity_rule: None,
+        keys: RuleKeys::Suffixed,
+        created: now,
+        updated: now,
+    };
+    apply_rules(&mut role, &body, true)?;
+    let mut list: Vec<String> = kv::get(&key::account_roles(&c.account))?.unwrap_or_default();
+    list.push(role.uuid.clone());
+    let mut w = Writes::new();
+    w.put(key::role(&role.uuid), &role)?;
+    w.put(key::account_roles(&c.account), &list)?;
+    w.commit()?;
+    Answer::created(role.to_json())
+}
+
+pub fn get_role(c: &Caller, r: &str) -> ApiResult<Answer> {
+    c.require("get_user_role")?;
+    Answer::ok(load_role(c, r)?.to_json())
+}
+
+pub fn list_roles(c: &Caller) -> ApiResult<Answer> {
+    c.require("get_user_roles")?;
+    let list: Vec<String> = kv::get(&key::account_roles(&c.account))?.unwrap_or_default();
+    let mut out = Map::new();
+    for r in &list {
+        if let Some(role) = kv::get::<Role>(&key::role(r))? {
+            out.insert(role.uuid.clone(), json!({
+                "name": role.name, "created_ts": clock::ts(role.created), "updated_ts": clock::ts(role.updated),
+            }));
+        }
+    }
+    Answer::ok(json!({ "roles": out }))
+}
+
+pub fn update_role(c: &Caller, r: &str, call: &Call) -> ApiResult<Answer> {
+    c.require("update_user_role")?;
+    let body = call.body()?;
+    let mut role = load_role(c, r)?;
+    if body.contains_key("name") {
+        role.name = field::name(&body, &role.name)?;
+    }
+    if body.contains_key("statement") {
+        role.statement = statement(&body, Some(&role.statement))?;
+        within_rights(c, &role.statement)?;
+    }
+    apply_rules(&mut role, &body, false)?;
+    role.updated = clock::now_ms();
+    let mut w = Writes::new();
+    w.put(key::role(&role.uuid), &role)?;
+    w.commit()?;
+    Answer::ok(role.to_json())
+}
+
+pub fn delete_role(c: &Caller, r: &str) -> ApiResult<Answer> {
+    c.require("delete_user_role")?;
+    let role = load_role(c, r)?;
+    let users: Vec<String> = kv::get(&key::account_users(&c.account))?.unwrap_or_default();
+    for u in &users {
+        if kv::get::<User>(&key::user(u))?.is_some_and(|user| user.role == role.uuid) {
+            return Err(ApiError::not_allowed("The role is assigned to a user; reassign the user first."));
+        }
+    }
+    let mut list: Vec<String> = kv::get(&key::account_roles(&c.account))?.unwrap_or_default();
+    list.retain(|x| x != &role.uuid);
+    let mut w = Writes::new();
+    w.put(key::account_roles(&c.account), &list)?;
+    w.delete(key::role(&role.uuid));
+    w.commit()?;
+    Answer::ok(role.to_json())
+}
+
+// ---- users ------------------------------------------------------------
+
+fn load_user(c: &Caller, u: &str) -> ApiResult<User> {
+    match kv::get::<User>(&key::user(u))? {
+        Some(user) if user.account == c.account => Ok(user),
+        _ => Err(ApiError::not_found("User")),
+    }
+}
+
+pub fn create_user(c: &Caller, call: &Call) -> ApiResult<Answer> {
+    c.require("create_user")?;
+    let body = call.body()?;
+    let role = field::opt_str(&body, "role")?.ok_or_else(|| ApiError::format("'role' is required."))?;
+    let role = load_role(c, &role)?;
+    let now = clock::now_ms();
+    let user = User {
+        uuid: crate::ids::uuid4(),
+        account: c.account.clone(),
+        role: role.uuid,
+        name: field::name(&body, "User Name")?,
+        description: match body.get("description") {
+            Some(v) => field::description(v, "description")?,
+            None => None,
+        },
+        activity: body.get("activity").cloned().filter(|v| !v.is_null()),
+        created: now,
+        updated: now,
+    };
+    let mut list: Vec<String> = kv::get(&key::account_users(&c.account))?.unwrap_or_default();
+    list.push(user.uuid.clone());
+    let mut w = Writes::new();
+    w.put(key::user(&user.uuid), &user)?;
+    w.put(key::account_users(&c.account), &list)?;
+    w.commit()?;
+    Answer::created(user.to_json())
+}
+
+pub fn get_user(c: &Caller, u: &str) -> ApiResult<Answer> {
+    c.require("get_user")?;
+    Answer::ok(load_user(c, u)?.to_json())
+}
+
+pub fn list_users(c: &Caller) -> ApiResult<Answer> {
+    c.require("get_users")?;
+    let list: Vec<String> = kv::get(&key::account_users(&c.account))?.unwrap_or_default();
+    let mut out = Map::new();
+    for u in &list {
+        if let Some(user) = kv::get::<User>(&key::user(u))? {
+            out.insert(user.uuid.clone(), json!({
+                "name": user.name, "role": user.role,
+                "created_ts": clock::ts(user.created), "updated_ts": clock::ts(user.updated),
+            }));
+        }
+    }
+    Answer::ok(json!({ "users": out }))
+}
+
+pub fn update_user(c: &Caller, u: &str, call: &Call) -> ApiResult<Answer> {
+    c.require("update_user")?;
+    let body = call.body()?;
+    let mut user = load_user(c, u)?;
+    if body.contains_key("name") {
+        user.name = field::name(&body, &user.name)?;
+    }
+    if let Some(v) = body.get("description") {
+        user.description = field::description(v, "description")?;
+    }
+    if let Some(v) = body.get("activity") {
+        user.activity = Some(v.clone()).filter(|v| !v.is_null());
+    }
+    let mut w = Writes::new();
+    if let Some(r) = field::opt_str(&body, "role")? {
+        user.role = load_role(c, &r)?.uuid;
+        // Keep the secret's copy of the role in step (see SecretRecord::role).
+        if let Some(hash) = kv::get::<String>(&key::user_secret(&user.uuid))? {
+            if let Some(mut s) = kv::get::<SecretRecord>(&key::secret(&hash))? {
+                s.role = user.role.clone();
+                w.put(key::secret(&hash), &s)?;
+            }
+        }
+    }
+    user.updated = clock::now_ms();
+    w.put(key::user(&user.uuid), &user)?;
+    w.commit()?;
+    Answer::ok(user.to_json())
+}
+
+pub fn delete_user(c: &Caller, u: &str) -> ApiResult<Answer> {
+    c.require("delete_user")?;
+    let user = load_user(c, u)?;
+    let mut list: Vec<String> = kv::get(&key::account_users(&c.account))?.unwrap_or_default();
+    list.retain(|x| x != &user.uuid);
+    let mut w = Writes::new();
+    w.put(key::account_users(&c.account), &list)?;
+    w.delete(key::user(&user.uuid));
+    if let Some(hash) = kv::get::<String>(&key::user_secret(&user.uuid))? {
+        w.delete(key::secret(&hash));
+        w.delete(key::user_secret(&user.uuid));
+    }
+    w.commit()?;
+    Answer::ok(user.to_json())
+}

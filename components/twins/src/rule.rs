@@ -1,0 +1,86 @@
+//! Rules as the twin API uses them: parsed once per instance (cached),
+//! checked at write time, evaluated against the variables of one request.
+
+use crate::error::{ApiError, ApiResult};
+use rules::{RuleCache, Scope};
+use serde_json::Value;
+use std::cell::RefCell;
+
+thread_local! {
+    static CACHE: RefCell<RuleCache> = RefCell::new(RuleCache::new());
+}
+
+/// Refuse a rule that does not parse, naming the position.
+pub fn check(what: &str, source: &str) -> ApiResult<()> {
+    CACHE.with(|c| c.borrow_mut().get_or_parse(source).map(|_| ()))
+        .map_err(|e| ApiError::format(format!("Invalid rule in '{what}': {e}.")))
+}
+
+/// Whether `source` holds for `vars`. A rule that cannot be parsed (stored
+/// before a parser change) or fails while evaluating is false.
+pub fn holds(source: &str, vars: &Vars) -> bool {
+    let rule = CACHE.with(|c| c.borrow_mut().get_or_parse(source).ok());
+    rule.is_some_and(|r| r.is_true(vars))
+}
+
+/// Whether a rule mentions `variable` (so callers build `LEDGER` only when
+/// it is used).
+pub fn uses(source: &str, variable: &str) -> bool {
+    let rule = CACHE.with(|c| c.borrow_mut().get_or_parse(source).ok());
+    rule.is_some_and(|r| r.uses(variable))
+}
+
+/// The rule variables of one evaluation. Request-wide ones are set once;
+/// entry and identity ones are changed per item.
+#[derive(Default)]
+pub struct Vars {
+    pub account: Value,
+    pub user: Value,
+    pub role: Value,
+    pub now: Value,
+    pub user_desc: Value,
+    pub dict: Value,
+    pub twin: Value,
+    pub twin_status: Value,
+    pub twin_created_ts: Value,
+    pub twin_updated_ts: Value,
+    pub twin_desc: Value,
+    pub ledger: Value,
+    pub ledger_values: Value,
+    pub entry_name: Value,
+    pub entry_value: Value,
+    pub entry_created_ts: Value,
+    pub entry_updated_ts: Value,
+    pub value_changed_ts: Value,
+    pub identity: Value,
+    pub validity_ts: Value,
+}
+
+impl Scope for Vars {
+    fn variable(&self, name: &str) -> Option<&Value> {
+        let v = match name {
+            "account" => &self.account,
+            "user" => &self.user,
+            "role" => &self.role,
+            "now" => &self.now,
+            "USER" => &self.user_desc,
+            "DICT" => &self.dict,
+            "twin" => &self.twin,
+            "twin_status" => &self.twin_status,
+            "twin_created_ts" => &self.twin_created_ts,
+            "twin_updated_ts" => &self.twin_updated_ts,
+            "TWIN" => &self.twin_desc,
+            "ledger" => &self.ledger,
+            "LEDGER" => &self.ledger_values,
+            "entry_name" => &self.entry_name,
+            "entry_value" => &self.entry_value,
+            "entry_created_ts" => &self.entry_created_ts,
+            "entry_updated_ts" => &self.entry_updated_ts,
+            "value_changed_ts" => &self.value_changed_ts,
+            "identity" => &self.identity,
+            "validity_ts" => &self.validity_ts,
+            _ => return None,
+        };
+        Some(v)
+    }
+}

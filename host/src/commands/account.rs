@@ -1,0 +1,143 @@
+//! `twinlattice account create` and `twinlattice demo seed`: the twins
+//! component's `admin` interface, reached through a running host's admin
+//! endpoint, or in-process on a data directory no host is using.
+
+use crate::runtime::{Runtime, RuntimeOptions};
+use crate::HostArgs;
+use anyhow::{bail, Context, Result};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use wasmtime::component::Val;
+
+pub const TWINS_ADMIN: &str = "twinlattice:twins/admin@0.1.0";
+
+/// Where the admin call goes.
+#[derive(clap::Args)]
+pub struct Target {
+    /// A running host's admin endpoint (used unless --data-dir is given).
+    #[arg(long, env = "TWINLATTICE_ADMIN_URL", default_value = "http://127.0.0.1:9029")]
+    admin: String,
+
+    /// Work on this data directory instead, in-process. No host may be
+    /// running on it (the store allows one process at a time).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+
+    #[command(flatten)]
+    runtime: HostArgs,
+}
+
+#[derive(clap::Args)]
+pub struct CreateArgs {
+    /// The account's name.
+    #[arg(long)]
+    name: Option<String>,
+
+    #[command(flatten)]
+    target: Target,
+}
+
+#[derive(clap::Args)]
+pub struct SeedArgs {
+    #[command(flatten)]
+    target: Target,
+}
+
+/// A component value as JSON (records become objects, variants their
+/// payload).
+pub fn val_json(v: &Val) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Val::String(s) => Value::String(s.clone()),
+        Val::Bool(b) => Value::Bool(*b),
+        Val::List(items) => Value::Array(items.iter().map(val_json).collect()),
+        Val::Record(fields) => Value::Object(fields.iter().map(|(k, v)| (k.clone(), val_json(v))).collect()),
+        Val::Option(o) => o.as_deref().map(val_json).unwrap_or(Value::Null),
+        Val::Variant(case, payload) => {
+            serde_json::json!({ "case": case, "value": payload.as_deref().map(val_json) })
+        }
+        other => Value::String(format!("{other:?}")),
+    }
+}
+
+/// Call an `admin` function on a runtime: the success value as JSON, or
+/// the admin error's text.
+pub async fn call_admin(runtime: &Runtime, func: &str, params: &[Val]) -> Result<Result<serde_json::Value, String>> {
+    let mut results = [Val::Bool(false)];
+    runtime.call(TWINS_ADMIN, func, params, &mut results).await?;
+    match &results[0] {
+        Val::Result(Ok(Some(v))) => Ok(Ok(val_json(v))),
+        Val::Result(Err(Some(e))) => Ok(Err(match val_json(e) {
+            serde_json::Value::Object(o) => o.get("value").and_then(|v| v.as_str()).unwrap_or("failed").to_string(),
+            other => other.to_string(),
+        })),
+        other => bail!("unexpected result {other:?}"),
+    }
+}
+
+pub async fn create(args: CreateArgs) -> Result<ExitCode> {
+    let name = args.name.clone();
+    run(args.target, "create-account", "/admin/accounts", serde_json::json!({ "name": name }), vec![Val::Option(
+        name.map(|n| Box::new(Val::String(n))),
+    )])
+    .await
+}
+
+pub async fn seed(args: SeedArgs) -> Result<ExitCode> {
+    run(args.target, "seed-demo", "/admin/demo", serde_json::json!({}), Vec::new()).await
+}
+
+async fn run(target: Target, func: &str, path: &str, body: serde_json::Value, params: Vec<Val>) -> Result<ExitCode> {
+    let answer = match &target.data_dir {
+        Some(dir) => {
+            let options = RuntimeOptions {
+                components_dir: target.runtime.components_dir.clone(),
+                data_dir: dir.clone(),
+                cache_dir: target.runtime.cache_dir.clone(),
+                fsync: true,
+                outbound: Default::default(),
+                extra_components: vec![crate::runtime::policy_file(&target.runtime.components_dir, &target.runtime.policy)],
+                config: Vec::new(),
+            };
+            let runtime = Runtime::start(&options).await?;
+            call_admin(&runtime, func, &params).await?
+        }
+        None => post(&target.admin, path, body).await?,
+    };
+    match answer {
+        Ok(v) => {
+            println!("{v}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("twinlattice: {e}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+async fn post(admin: &str, path: &str, body: serde_json::Value) -> Result<Result<serde_json::Value, String>> {
+    let uri: hyper::Uri = format!("{}{path}", admin.trim_end_matches('/')).parse().context("bad --admin URL")?;
+    let authority = uri.authority().context("--admin needs host:port")?.clone();
+    let stream = tokio::net::TcpStream::connect(authority.as_str())
+        .await
+        .with_context(|| format!("cannot reach the admin endpoint {admin} (is a host running? or use --data-dir)"))?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    let request = hyper::Request::post(uri.path())
+        .header("host", authority.as_str())
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_string())))?;
+    let response = sender.send_request(request).await?;
+    let ok = response.status().is_success();
+    let bytes = response.into_body().collect().await?.to_bytes();
+    let value: serde_json::Value = serde_json::from_slice(&bytes).context("the admin endpoint answered no JSON")?;
+    Ok(if ok {
+        Ok(value)
+    } else {
+        Err(value.get("error").and_then(|e| e.as_str()).unwrap_or("failed").to_string())
+    })
+}
