@@ -22,7 +22,7 @@ fi
 
 log "unit tests (host, and the components' plain-Rust crates)"
 cargo test --release --locked --manifest-path "$root/Cargo.toml" --target-dir "$TWINLATTICE_TARGET_DIR"
-cargo test --release --locked --manifest-path "$root/components/Cargo.toml" -p guest-time --target-dir "$TWINLATTICE_TARGET_DIR"
+cargo test --release --locked --manifest-path "$root/components/Cargo.toml" -p guest-time -p rules --target-dir "$TWINLATTICE_TARGET_DIR"
 
 # The official AAS OpenAPI files the schemas are derived from are not part of
 # the repository; where they are on this machine, check that the committed

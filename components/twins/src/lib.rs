@@ -101,7 +101,7 @@ fn dispatch(method: Method, path: &[String], call: &Call) -> ApiResult<Answer> {
         (Method::Patch, ["twins", t, "identities", i]) => identities::update(c, t, i, call),
         (Method::Delete, ["twins", t, "identities", i]) => identities::delete(c, t, i),
         (Method::Get, ["resolve", i]) => identities::resolve(c, i, call),
-        (_, ["twins", _, "docs", ..]) => Err(ApiError::new(Subcode::ServiceDisabled, "Docs are not available on this server.")),
+        (_, ["twins", _, "docs" | "stickers", ..]) => Err(ApiError::new(Subcode::ServiceDisabled, "This service is not available on this server.")),
         _ => Err(ApiError::not_found("Endpoint")),
     }
 }

@@ -37,7 +37,6 @@ impl Call {
         }
         match serde_json::from_str::<Value>(text) {
             Ok(Value::Object(o)) => Ok(o),
-            Ok(Value::Null) => Ok(Map::new()),
             Ok(_) => Err(ApiError::format("Request body must be a JSON object.")),
             Err(e) => Err(ApiError::new(Subcode::NotAValidJson, format!("Request body is not valid JSON: {e}."))),
         }
@@ -54,6 +53,16 @@ impl Call {
             None => Ok(default),
             Some(v) => parse_bool(v).ok_or_else(|| ApiError::format(format!("Query parameter '{name}' must be a boolean."))),
         }
+    }
+
+    /// A time query parameter (float seconds) as milliseconds, rounded
+    /// towards the inside of the bound: `up` for a lower bound (`ge`), down
+    /// for an upper one (`le`). The slack absorbs float error at 1e12 ms.
+    pub fn time_bound(&self, name: &str, up: bool) -> ApiResult<Option<i64>> {
+        Ok(self.number(name)?.map(|s| {
+            let ms = s * 1000.0;
+            if up { (ms - 0.001).ceil() as i64 } else { (ms + 0.001).floor() as i64 }
+        }))
     }
 
     /// A number query parameter, `None` if absent.

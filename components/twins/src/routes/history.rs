@@ -97,8 +97,8 @@ pub fn forget(w: &mut Writes, t: &str, a: &str, name: &str, entry: &Entry) {
 
 pub fn get(c: &Caller, t: &str, l: &str, call: &Call) -> ApiResult<Answer> {
     c.require("get_twin_ledger_entry_history")?;
-    let ge = call.number("ge")?.map(clock::ms).unwrap_or(i64::MIN);
-    let le = call.number("le")?.map(clock::ms).unwrap_or(i64::MAX);
+    let ge = call.time_bound("ge", true)?.unwrap_or(i64::MIN);
+    let le = call.time_bound("le", false)?.unwrap_or(i64::MAX);
     let limit = match call.number("limit")? {
         None => MAX_LIMIT,
         Some(n) if (1.0..=MAX_LIMIT as f64).contains(&n) && n.fract() == 0.0 => n as usize,
@@ -112,7 +112,7 @@ pub fn get(c: &Caller, t: &str, l: &str, call: &Call) -> ApiResult<Answer> {
     let visible = ledgers::visible_names(c, &account, &ledger, &mut vars, wanted.as_deref(), |_| true);
     let names: Vec<String> = match wanted {
         Some(w) => w,
-        None => visible.iter().filter(|n| ledger.entries.get(*n).is_some_and(|e| e.history.is_some())).cloned().collect(),
+        None => visible.clone(),
     };
     let now = clock::now_ms();
     let mut out = Map::new();

@@ -236,7 +236,7 @@ pub fn resolve(c: &Caller, name: &str, call: &Call) -> ApiResult<Answer> {
             details_out.insert(twin.uuid.clone(), twin.to_json());
         }
     }
-    if details {
+    if details && !details_out.is_empty() {
         Answer::ok(json!({ "twins": details_out }))
     } else {
         Answer::ok(json!({ "twins": twins_seen }))

@@ -393,7 +393,7 @@ fn resolve_reference(c: &Caller, owner: &str, source: &str, seen: &mut HashSet<(
         return Resolved::missing("loop_detected");
     }
     let twin: Option<Twin> = kv::get(&key::twin(&t)).ok().flatten();
-    let Some(twin) = twin else { return Resolved::missing("not_found") };
+    let Some(twin) = twin.filter(|t| t.terminated.is_none()) else { return Resolved::missing("not_found") };
     let Ok(ledger) = load(&t, &a) else { return Resolved::missing("not_found") };
     let Some(entry) = ledger.entries.get(&e) else { return Resolved::missing("not_found") };
     if a != owner {
