@@ -19,6 +19,7 @@
 use crate::bindings::twinlattice::registry::types::{Error, Page, PageRequest, PutOutcome};
 use crate::descriptor::{global_asset_id_of, id_short_of, Kind, Parsed};
 use crate::kv;
+use crate::twin_mirror;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine as _;
 use serde_json::Value;
@@ -152,7 +153,9 @@ impl Collection {
             (self.order_key(seq), parsed.id.as_bytes().to_vec()),
         ];
         pairs.extend(self.alias_keys(&parsed.value).into_iter().map(|k| (k, parsed.id.as_bytes().to_vec())));
-        kv::set_many(pairs)
+        kv::set_many(pairs)?;
+        twin_mirror::stored(self.kind, text);
+        Ok(())
     }
 
     pub fn put(&self, id: &str, parsed: Parsed) -> Result<PutOutcome, Error> {
@@ -165,7 +168,9 @@ impl Collection {
         match self.get_value(id) {
             Ok(old) => {
                 self.replace_aliases(id, &old, &parsed.value)?;
-                kv::set_many(vec![(self.doc_key(id), parsed.value.to_string().into_bytes())])?;
+                let text = parsed.value.to_string();
+                kv::set_many(vec![(self.doc_key(id), text.clone().into_bytes())])?;
+                twin_mirror::stored(self.kind, &text);
                 Ok(PutOutcome::Replaced)
             }
             Err(Error::NotFound(_)) => {
@@ -179,7 +184,10 @@ impl Collection {
     /// Store a new version of an existing descriptor (nested submodel
     /// descriptors changed); keeps its place in the order.
     pub fn replace_value(&self, id: &str, value: Value) -> Result<(), Error> {
-        kv::set_many(vec![(self.doc_key(id), value.to_string().into_bytes())])
+        let text = value.to_string();
+        kv::set_many(vec![(self.doc_key(id), text.clone().into_bytes())])?;
+        twin_mirror::stored(self.kind, &text);
+        Ok(())
     }
 
     /// Aliases that `old` had and `new` lacks are removed when they still
@@ -217,7 +225,9 @@ impl Collection {
         let old = self.get_value(id)?;
         let mut keys = vec![self.doc_key(id), self.seq_key(id), self.order_key(seq)];
         keys.extend(self.aliases_pointing_at(id, self.alias_keys(&old))?);
-        kv::delete_many(keys)
+        kv::delete_many(keys)?;
+        twin_mirror::removed(self.kind, id);
+        Ok(())
     }
 
     /// One page in creation order. `filter`, when given, is applied to each

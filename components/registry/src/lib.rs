@@ -17,6 +17,7 @@ mod collection;
 mod descriptor;
 mod kv;
 mod ric;
+mod twin_mirror;
 
 use bindings::exports::twinlattice::registry::{shells, submodels};
 use bindings::twinlattice::registry::types::{

@@ -14,6 +14,7 @@ mod bindings {
     });
 }
 
+mod aas_twins;
 mod access;
 mod admin;
 mod auth;
