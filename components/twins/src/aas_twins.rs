@@ -101,22 +101,23 @@ fn set_entry(w: &mut Writes, twin: &str, account: &str, ledger: &mut Ledger, nam
     Ok(())
 }
 
-fn attach_identity(twin: &str, account: &str, name: String, now: i64) -> Result<(), ApiError> {
-    if kv::get::<Identity>(&key::identity(twin, account, &name))?.is_some() {
-        return Ok(());
+/// The shell's identities not yet attached to its twin.
+fn missing_identities(twin: &str, account: &str, names: Vec<String>, now: i64) -> Result<Vec<Identity>, ApiError> {
+    let mut out = Vec::new();
+    for name in names {
+        if kv::get::<Identity>(&key::identity(twin, account, &name))?.is_none() {
+            out.push(Identity {
+                name,
+                twin: twin.into(),
+                account: account.into(),
+                visibility: Some(PUBLIC.into()),
+                validity: None,
+                created: now,
+                updated: now,
+            });
+        }
     }
-    let identity = Identity {
-        name,
-        twin: twin.into(),
-        account: account.into(),
-        visibility: Some(PUBLIC.into()),
-        validity: None,
-        created: now,
-        updated: now,
-    };
-    let mut w = Writes::new();
-    identities::attach(&mut w, &identity)?;
-    w.commit()
+    Ok(out)
 }
 
 impl Guest for crate::Component {
@@ -126,14 +127,14 @@ impl Guest for crate::Component {
         let account = registry_account()?;
         let now = clock::now_ms();
         let description = description_of(id, &d);
+        // Everything below is one commit (plus the new twin's scan position).
+        let mut w = Writes::new();
         let twin = match kv::get::<String>(&shell_key(id))?.and_then(|t| kv::get::<Twin>(&key::twin(&t)).ok().flatten()) {
             Some(mut twin) => {
                 if twin.description.as_ref() != Some(&description) {
                     twin.description = Some(description);
                     twin.updated = now;
-                    let mut w = Writes::new();
                     w.put(key::twin(&twin.uuid), &twin)?;
-                    w.commit()?;
                 }
                 twin
             }
@@ -147,25 +148,23 @@ impl Guest for crate::Component {
                     updated: now,
                     terminated: None,
                 };
-                twins::store_new(&twin)?;
-                let mut w = Writes::new();
+                twins::stage_new(&mut w, &twin)?;
                 w.put(shell_key(id), &twin.uuid)?;
-                w.commit()?;
                 twin
             }
         };
         let mut ledger = kv::get::<Ledger>(&key::ledger(&twin.uuid, &account))?.unwrap_or_default();
-        let mut w = Writes::new();
         set_entry(&mut w, &twin.uuid, &account, &mut ledger, "descriptor", d.clone(), now)?;
         if let Some(l) = liveness_of(&d) {
             set_entry(&mut w, &twin.uuid, &account, &mut ledger, "liveness", l, now)?;
         }
         w.put(key::ledger(&twin.uuid, &account), &ledger)?;
-        w.commit()?;
-        attach_identity(&twin.uuid, &account, identity_name("AAS", id), now)?;
+        let mut names = vec![identity_name("AAS", id)];
         if let Some(g) = d.get("globalAssetId").and_then(Value::as_str) {
-            attach_identity(&twin.uuid, &account, identity_name("ASSET", g), now)?;
+            names.push(identity_name("ASSET", g));
         }
+        identities::attach(&mut w, &missing_identities(&twin.uuid, &account, names, now)?)?;
+        w.commit()?;
         Ok(twin.uuid)
     }
 

@@ -145,7 +145,7 @@ fn seed() -> Result<StoredDemo, AdminError> {
         created: now,
         updated: now,
     };
-    identities::attach(&mut w, &identity)?;
+    identities::attach(&mut w, std::slice::from_ref(&identity))?;
     let demo = StoredDemo {
         account: creds.account,
         twin: twin.uuid,

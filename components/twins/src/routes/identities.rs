@@ -47,20 +47,32 @@ fn visibility_of(spec: &Map<String, Value>, name: &str) -> ApiResult<Option<Opti
     }
 }
 
-/// Store a new identity and its index entries (into `w`).
-pub fn attach(w: &mut Writes, identity: &Identity) -> ApiResult<()> {
-    let r = IdentityRef { twin: identity.twin.clone(), account: identity.account.clone(), name: identity.name.clone() };
-    let mut on_twin: Vec<IdentityRef> = kv::get(&key::twin_identities(&identity.twin))?.unwrap_or_default();
-    let mut by_name: Vec<IdentityRef> = kv::get(&key::resolve(&identity.name))?.unwrap_or_default();
-    if !on_twin.contains(&r) {
-        on_twin.push(r.clone());
+/// Store new identities of one twin and their index entries (into `w`,
+/// one commit for all of them).
+pub fn attach(w: &mut Writes, new: &[Identity]) -> ApiResult<()> {
+    let Some(first) = new.first() else { return Ok(()) };
+    let mut on_twin: Vec<IdentityRef> = kv::get(&key::twin_identities(&first.twin))?.unwrap_or_default();
+    let mut by_name: std::collections::BTreeMap<&str, Vec<IdentityRef>> = std::collections::BTreeMap::new();
+    for identity in new {
+        debug_assert_eq!(identity.twin, first.twin);
+        let r = IdentityRef { twin: identity.twin.clone(), account: identity.account.clone(), name: identity.name.clone() };
+        if !by_name.contains_key(identity.name.as_str()) {
+            by_name.insert(&identity.name, kv::get(&key::resolve(&identity.name))?.unwrap_or_default());
+        }
+        let list = by_name.get_mut(identity.name.as_str()).ok_or_else(|| ApiError::storage("index"))?;
+        if !list.contains(&r) {
+            list.push(r.clone());
+        }
+        if !on_twin.contains(&r) {
+            on_twin.push(r);
+        }
+        w.put(key::identity(&identity.twin, &identity.account, &identity.name), identity)?;
     }
-    if !by_name.contains(&r) {
-        by_name.push(r);
+    w.put(key::twin_identities(&first.twin), &on_twin)?;
+    for (name, list) in by_name {
+        w.put(key::resolve(name), &list)?;
     }
-    w.put(key::identity(&identity.twin, &identity.account, &identity.name), identity)?;
-    w.put(key::twin_identities(&identity.twin), &on_twin)?;
-    w.put(key::resolve(&identity.name), &by_name)
+    Ok(())
 }
 
 pub fn create(c: &Caller, t: &str, call: &Call) -> ApiResult<Answer> {
@@ -97,13 +109,9 @@ pub fn create(c: &Caller, t: &str, call: &Call) -> ApiResult<Answer> {
             updated: now,
         });
     }
-    // Each attach reads the indexes the previous one wrote, so commit one
-    // identity at a time.
-    for identity in &new {
-        let mut w = Writes::new();
-        attach(&mut w, identity)?;
-        w.commit()?;
-    }
+    let mut w = Writes::new();
+    attach(&mut w, &new)?;
+    w.commit()?;
     Answer::created(json!({ "identities": new.iter().map(|i| &i.name).collect::<Vec<_>>() }))
 }
 

@@ -47,11 +47,16 @@ pub fn create(c: &Caller, call: &Call) -> ApiResult<Answer> {
 
 /// Store a new twin and its place in its account's scan order.
 pub fn store_new(twin: &Twin) -> ApiResult<()> {
-    let seq = kv::increment(&key::twin_count(&twin.owner))?;
     let mut w = Writes::new();
-    w.put(key::twin(&twin.uuid), twin)?;
-    w.put(key::twin_index(&twin.owner, seq), &twin.uuid)?;
+    stage_new(&mut w, twin)?;
     w.commit()
+}
+
+/// Stage a new twin into `w` (its scan position is taken now).
+pub fn stage_new(w: &mut Writes, twin: &Twin) -> ApiResult<()> {
+    let seq = kv::increment(&key::twin_count(&twin.owner))?;
+    w.put(key::twin(&twin.uuid), twin)?;
+    w.put(key::twin_index(&twin.owner, seq), &twin.uuid)
 }
 
 pub fn get(c: &Caller, t: &str, call: &Call) -> ApiResult<Answer> {
