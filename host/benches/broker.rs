@@ -13,7 +13,6 @@ use coap_lite::{CoapOption, ContentFormat, MessageClass, MessageType, Packet, Re
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet as MqttPacket, QoS};
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -21,7 +20,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 
-type AnyError = Box<dyn std::error::Error + Send + Sync>;
+mod support;
+use support::{start_host, AnyError, Host};
 
 struct Killed(Child);
 impl Drop for Killed {
@@ -49,57 +49,15 @@ fn start_mosquitto(dir: &std::path::Path) -> Result<(Killed, u16), AnyError> {
     Err("mosquitto did not start".into())
 }
 
-struct Host {
-    child: Killed,
-    http: SocketAddr,
-    coap: SocketAddr,
-    admin: SocketAddr,
-}
-
-impl Host {
-    /// CPU seconds (user + system) the host process has used so far.
-    fn cpu_seconds(&self) -> f64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.0.id())).unwrap_or_default();
-        // Fields after the command name (which may hold spaces) start at ')'.
-        let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
-        let ticks: f64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
-            + fields.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-        ticks / 100.0
+/// The broker's host: CoAP and admin on free ports, MQTT bridged to `mqtt_port`.
+fn start_broker_host(dir: &std::path::Path, mqtt_port: u16) -> Result<Host, AnyError> {
+    let port = mqtt_port.to_string();
+    let extra = ["--coap-port", "0", "--admin-port", "0", "--mqtt-host", "127.0.0.1", "--mqtt-port", port.as_str()];
+    let (host, _) = start_host(&dir.join("data"), None, true, &extra)?;
+    if host.coap.is_none() || host.admin.is_none() {
+        return Err("host announced no CoAP or admin address".into());
     }
-}
-
-fn start_host(dir: &std::path::Path, mqtt_port: u16) -> Result<Host, AnyError> {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_twinlattice"))
-        .args(["serve", "--port", "0", "--coap-port", "0", "--admin-port", "0", "--mqtt-host", "127.0.0.1", "--mqtt-port"])
-        .arg(mqtt_port.to_string())
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .env("TWINLATTICE_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()?;
-    let stdout = child.stdout.take().ok_or("no stdout")?;
-    let mut lines = BufReader::new(stdout).lines();
-    let (mut http, mut coap, mut admin) = (None, None, None);
-    for line in lines.by_ref() {
-        let line = line?;
-        if let Some(a) = line.strip_prefix("twinlattice http listening on http://") {
-            http = Some(a.trim().parse()?);
-        } else if let Some(a) = line.strip_prefix("twinlattice coap listening on coap://") {
-            coap = Some(a.trim().parse()?);
-        } else if let Some(a) = line.strip_prefix("twinlattice admin listening on http://") {
-            admin = Some(a.trim().parse()?);
-        } else if line.starts_with("twinlattice ready") {
-            break;
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
-    Ok(Host {
-        child: Killed(child),
-        http: http.ok_or("no http line")?,
-        coap: coap.ok_or("no coap line")?,
-        admin: admin.ok_or("no admin line")?,
-    })
+    Ok(host)
 }
 
 const PADDING: usize = 780;
@@ -306,7 +264,7 @@ async fn bench() -> Result<(), AnyError> {
     let n: usize = std::env::var("BENCH_MESSAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000);
     let dir = tempfile::tempdir()?;
     let (_mosquitto, mqtt_port) = start_mosquitto(dir.path())?;
-    let host = start_host(dir.path(), mqtt_port)?;
+    let host = start_broker_host(dir.path(), mqtt_port)?;
     let t0 = Instant::now();
     println!("twinlattice broker benchmark: {n} messages of ~1 kB per MQTT phase, mosquitto on :{mqtt_port}");
 
@@ -315,7 +273,7 @@ async fn bench() -> Result<(), AnyError> {
     let http_sink = Arc::new(Sink::default());
     let http_rx = http_receiver(http_sink.clone(), t0).await?;
     for (id, endpoint) in [("urn:bench:rx", None), ("urn:bench:tx", None), ("urn:bench:http-rx", Some(format!("http://{http_rx}/i40")))] {
-        let (status, body) = http_post(host.http, "/i40commu", register(id, endpoint.as_deref()).into_bytes()).await?;
+        let (status, body) = http_post(host.addr, "/i40commu", register(id, endpoint.as_deref()).into_bytes()).await?;
         if status != 200 || !String::from_utf8_lossy(&body).contains("\"S\"") {
             return Err(format!("register {id}: {status} {}", String::from_utf8_lossy(&body)).into());
         }
@@ -358,7 +316,7 @@ async fn bench() -> Result<(), AnyError> {
     let mut tasks = Vec::new();
     for _ in 0..16 {
         let left = left.clone();
-        let addr = host.http;
+        let addr = host.addr;
         tasks.push(tokio::spawn(async move {
             let stream = TcpStream::connect(addr).await?;
             let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
@@ -385,7 +343,7 @@ async fn bench() -> Result<(), AnyError> {
     let mut tasks = Vec::new();
     for c in 0..16u16 {
         let left = left.clone();
-        let coap = host.coap;
+        let coap = host.coap.ok_or("no CoAP address")?;
         tasks.push(tokio::spawn(async move {
             let socket = UdpSocket::bind("127.0.0.1:0").await?;
             socket.connect(coap).await?;
@@ -429,7 +387,7 @@ async fn bench() -> Result<(), AnyError> {
     let start = t0.elapsed().as_micros() as u64;
     let mut tasks = Vec::new();
     for _ in 0..25 {
-        let addr = host.http;
+        let addr = host.addr;
         tasks.push(tokio::spawn(async move {
             let stream = TcpStream::connect(addr).await?;
             let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
@@ -486,7 +444,7 @@ async fn swap_pause(host: &Host, publish: &AsyncClient, sink: &Arc<Sink>, t0: In
         if i == total / 4 {
             // The swap runs beside the stream: the sender must not pause.
             swap_at = t0.elapsed().as_micros() as u64;
-            let admin = host.admin;
+            let admin = host.admin.ok_or("no admin address")?;
             swap = Some(tokio::spawn(async move {
                 let report = put_policy(admin, "failover").await;
                 (report, t0.elapsed().as_micros() as u64)
@@ -512,7 +470,7 @@ async fn heartbeats(host: &Host, mqtt_port: u16) -> Result<(), AnyError> {
     let next = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for _ in 0..16 {
-        let (next, addr) = (next.clone(), host.http);
+        let (next, addr) = (next.clone(), host.addr);
         tasks.push(tokio::spawn(async move {
             let stream = TcpStream::connect(addr).await?;
             let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;

@@ -30,11 +30,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 
-type AnyError = Box<dyn std::error::Error + Send + Sync>;
-
-fn env_num(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
+mod support;
+use support::{closed_loop, env_num, fixed_rate, get_request, start_host, stats, AnyError, Stats};
 
 fn descriptor(i: usize) -> (String, String) {
     let id = format!("https://bench.example.com/ids/aas/{i:08}");
@@ -49,44 +46,6 @@ fn descriptor(i: usize) -> (String, String) {
             "endpointProtocol": "HTTP", "endpointProtocolVersion": ["1.1"]}}],
     });
     (id, body.to_string())
-}
-
-/// A running `twinlattice serve`, killed on drop.
-struct Host {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Host {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_host(data: &std::path::Path, cache: &std::path::Path, fsync: bool) -> Result<(Host, Instant), AnyError> {
-    let started = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_twinlattice"))
-        .args(["serve", "--port", "0", "--data-dir"])
-        .arg(data)
-        .arg("--cache-dir")
-        .arg(cache)
-        .args(["--fsync", if fsync { "true" } else { "false" }])
-        .env("TWINLATTICE_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()?;
-    let stdout = child.stdout.take().ok_or("no stdout")?;
-    let mut lines = BufReader::new(stdout).lines();
-    let addr = loop {
-        let line = lines.next().ok_or("host exited before listening")??;
-        if let Some(url) = line.strip_prefix("twinlattice http listening on http://") {
-            break url.trim().parse()?;
-        }
-    };
-    // Keep draining stdout so the host never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Ok((Host { child, addr }, started))
 }
 
 /// One keep-alive HTTP/1.1 connection.
@@ -116,171 +75,6 @@ impl Conn {
         let bytes = resp.into_body().collect().await?.to_bytes();
         Ok((status, bytes))
     }
-}
-
-/// A minimal HTTP/1.1 keep-alive GET client for the load phases: it writes
-/// a prepared request and reads exactly one response by Content-Length, so
-/// the load generator spends as little of the shared CPUs as possible and
-/// the figures reflect the servers.
-struct RawConn {
-    stream: TcpStream,
-    buf: Vec<u8>,
-}
-
-impl RawConn {
-    async fn open(addr: SocketAddr) -> Result<RawConn, AnyError> {
-        let stream = TcpStream::connect(addr).await?;
-        stream.set_nodelay(true)?;
-        Ok(RawConn { stream, buf: Vec::with_capacity(16 * 1024) })
-    }
-
-    async fn get(&mut self, request: &[u8]) -> Result<u16, AnyError> {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        self.stream.write_all(request).await?;
-        let mut chunk = [0u8; 8192];
-        let (head_len, status, body_len) = loop {
-            if let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                let head = std::str::from_utf8(&self.buf[..end])?;
-                let status: u16 = head.get(9..12).ok_or("short status line")?.parse()?;
-                let len = head
-                    .lines()
-                    .find_map(|l| {
-                        let (k, v) = l.split_once(':')?;
-                        k.eq_ignore_ascii_case("content-length").then(|| v.trim().parse::<usize>().ok())?
-                    })
-                    .ok_or("no content-length")?;
-                break (end + 4, status, len);
-            }
-            let n = self.stream.read(&mut chunk).await?;
-            if n == 0 {
-                return Err("connection closed".into());
-            }
-            self.buf.extend_from_slice(&chunk[..n]);
-        };
-        while self.buf.len() < head_len + body_len {
-            let n = self.stream.read(&mut chunk).await?;
-            if n == 0 {
-                return Err("connection closed".into());
-            }
-            self.buf.extend_from_slice(&chunk[..n]);
-        }
-        self.buf.drain(..head_len + body_len);
-        Ok(status)
-    }
-}
-
-fn get_request(path: &str) -> Vec<u8> {
-    format!("GET {path} HTTP/1.1\r\nhost: bench\r\n\r\n").into_bytes()
-}
-
-struct Stats {
-    count: usize,
-    seconds: f64,
-    micros: Vec<u64>,
-}
-
-impl Stats {
-    fn percentile(&self, p: f64) -> f64 {
-        if self.micros.is_empty() {
-            return f64::NAN;
-        }
-        let i = ((self.micros.len() as f64 - 1.0) * p).round() as usize;
-        self.micros[i] as f64 / 1000.0
-    }
-    fn rate(&self) -> f64 {
-        self.count as f64 / self.seconds
-    }
-    fn line(&self) -> String {
-        format!(
-            "{:>9.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  max {:>7.2} ms  (n={})",
-            self.rate(),
-            self.percentile(0.50),
-            self.percentile(0.99),
-            self.percentile(1.0),
-            self.count
-        )
-    }
-}
-
-fn stats(mut micros: Vec<u64>, seconds: f64) -> Stats {
-    micros.sort_unstable();
-    Stats { count: micros.len(), seconds, micros }
-}
-
-/// Closed loop: `conns` connections, each sending as fast as answers come.
-async fn closed_loop(addr: SocketAddr, paths: Arc<Vec<String>>, conns: usize, secs: u64) -> Result<Stats, AnyError> {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for c in 0..conns {
-        let paths = paths.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut conn = RawConn::open(addr).await?;
-            let requests: Vec<Vec<u8>> = paths.iter().map(|p| get_request(p)).collect();
-            let mut lat = Vec::new();
-            let mut i = c * 7919;
-            while Instant::now() < deadline {
-                let path = &paths[i % paths.len()];
-                let request = &requests[i % paths.len()];
-                i += 1;
-                let t = Instant::now();
-                let status = conn.get(request).await?;
-                if status != 200 {
-                    return Err(format!("GET {path} answered {status}").into());
-                }
-                lat.push(t.elapsed().as_micros() as u64);
-            }
-            Ok::<_, AnyError>(lat)
-        }));
-    }
-    let mut all = Vec::new();
-    for t in tasks {
-        all.extend(t.await??);
-    }
-    Ok(stats(all, started.elapsed().as_secs_f64()))
-}
-
-/// Open loop at `rate` req/s spread over `conns` connections. Returns the
-/// latency from sending each request, and from when it was due (which also
-/// counts any stall that delayed later sends, and the tokio timer's up to
-/// 1 ms lateness, the same for both servers).
-async fn fixed_rate(addr: SocketAddr, paths: Arc<Vec<String>>, rate: u64, conns: usize, secs: u64) -> Result<(Stats, Stats), AnyError> {
-    let started = Instant::now();
-    let per_conn = Duration::from_secs_f64(conns as f64 / rate as f64);
-    let total = rate * secs / conns as u64;
-    let mut tasks = Vec::new();
-    for c in 0..conns {
-        let paths = paths.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut conn = RawConn::open(addr).await?;
-            let requests: Vec<Vec<u8>> = paths.iter().map(|p| get_request(p)).collect();
-            let offset = per_conn.mul_f64(c as f64 / conns as f64);
-            let begin = Instant::now() + offset;
-            let mut lat = Vec::new();
-            for n in 0..total {
-                let due = begin + per_conn * n as u32;
-                tokio::time::sleep_until(due.into()).await;
-                let at = (c * 131 + n as usize) % paths.len();
-                let path = &paths[at];
-                let sent = Instant::now();
-                let status = conn.get(&requests[at]).await?;
-                if status != 200 {
-                    return Err(format!("GET {path} answered {status}").into());
-                }
-                lat.push((sent.elapsed().as_micros() as u64, due.elapsed().as_micros() as u64));
-            }
-            Ok::<_, AnyError>(lat)
-        }));
-    }
-    let (mut sent, mut due) = (Vec::new(), Vec::new());
-    for t in tasks {
-        for (s, d) in t.await?? {
-            sent.push(s);
-            due.push(d);
-        }
-    }
-    let secs = started.elapsed().as_secs_f64();
-    Ok((stats(sent, secs), stats(due, secs)))
 }
 
 /// The baseline: raw hyper answering stored JSON from a HashMap, in a
@@ -407,10 +201,10 @@ async fn bench() -> Result<(), AnyError> {
         for run in 0..5 {
             let cache = if shared_cache { root.join("cache-shared") } else { root.join(format!("cache-cold-{run}")) };
             if shared_cache && run == 0 {
-                let (host, started) = start_host(&root.join("warmup"), &cache, true)?;
+                let (host, started) = start_host(&root.join("warmup"), Some(&cache), true, &[])?;
                 wait_first_answer(host.addr, started).await?;
             }
-            let (host, started) = start_host(&root.join(format!("start-{label}-{run}").replace(' ', "-")), &cache, true)?;
+            let (host, started) = start_host(&root.join(format!("start-{label}-{run}").replace(' ', "-")), Some(&cache), true, &[])?;
             times.push(wait_first_answer(host.addr, started).await?);
         }
         times.sort();
@@ -420,7 +214,7 @@ async fn bench() -> Result<(), AnyError> {
 
     // 2. POST with fsync on, and GET against the baseline.
     let cache = root.join("cache-shared");
-    let (host, _) = start_host(&root.join("data-get"), &cache, true)?;
+    let (host, _) = start_host(&root.join("data-get"), Some(&cache), true, &[])?;
     println!("\n== POST /shell-descriptors, new descriptors, fsync on ==");
     let seq = post_many(host.addr, 0..500, 1).await?;
     println!("  1 connection     {}", seq.line());
@@ -441,19 +235,20 @@ async fn bench() -> Result<(), AnyError> {
         }
     }
     let (mut baseline_child, baseline) = start_baseline(docs, &root)?;
-    let paths: Arc<Vec<String>> = Arc::new(ids.iter().map(|id| format!("/shell-descriptors/{}", B64.encode(id))).collect());
+    let paths: Arc<Vec<Vec<u8>>> =
+        Arc::new(ids.iter().map(|id| get_request(&format!("/shell-descriptors/{}", B64.encode(id)))).collect());
     println!("\n== GET /shell-descriptors/{{id}}, closed loop, 16 connections ==");
-    let base = closed_loop(baseline, paths.clone(), 16, secs).await?;
+    let base = closed_loop(baseline, paths.clone(), 200, 16, secs).await?;
     println!("  baseline (raw hyper, memory)  {}", base.line());
-    let wasm = closed_loop(host.addr, paths.clone(), 16, secs).await?;
+    let wasm = closed_loop(host.addr, paths.clone(), 200, 16, secs).await?;
     println!("  twinlattice (full Wasm path)  {}", wasm.line());
     println!("  throughput ratio: {:.1}% of baseline (target >= 50%)", 100.0 * wasm.rate() / base.rate());
 
     println!("\n== GET /shell-descriptors/{{id}} at a fixed 1,000 req/s, 8 connections ==");
-    let (base, base_due) = fixed_rate(baseline, paths.clone(), 1_000, 8, secs).await?;
+    let (base, base_due) = fixed_rate(baseline, paths.clone(), 200, 1_000, 8, secs).await?;
     println!("  baseline, from send           {}", base.line());
     println!("  baseline, from due time       {}", base_due.line());
-    let (wasm, wasm_due) = fixed_rate(host.addr, paths.clone(), 1_000, 8, secs).await?;
+    let (wasm, wasm_due) = fixed_rate(host.addr, paths.clone(), 200, 1_000, 8, secs).await?;
     println!("  twinlattice, from send        {}  (target p99 < 5 ms)", wasm.line());
     println!("  twinlattice, from due time    {}", wasm_due.line());
     drop(host);
@@ -463,7 +258,7 @@ async fn bench() -> Result<(), AnyError> {
     // 3. Paging through a large registry. Loaded with fsync off: the figure
     //    measured here is paging, not loading.
     println!("\n== paging {paging_total} descriptors, limit=100 ==");
-    let (host, _) = start_host(&root.join("data-paging"), &cache, false)?;
+    let (host, _) = start_host(&root.join("data-paging"), Some(&cache), false, &[])?;
     let load = post_many(host.addr, 0..paging_total, 8).await?;
     println!("  loaded with fsync off         {}", load.line());
     let mut conn = Conn::open(host.addr).await?;
