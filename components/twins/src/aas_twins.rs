@@ -7,7 +7,7 @@ use crate::bindings::exports::twinlattice::twins::aas_twins::{Guest, MirrorError
 use crate::clock;
 use crate::error::ApiError;
 use crate::ids;
-use crate::kv::{self, key, Writes};
+use crate::kv::{self, key, Lock, Writes};
 use crate::model::{Entry, EntryKind, Identity, IdentityRef, Ledger, Termination, Twin};
 use crate::routes::{history, identities, twins};
 use base64::Engine;
@@ -30,8 +30,14 @@ fn registry_account() -> Result<String, MirrorError> {
     if let Some(a) = kv::get::<String>("registry-account")? {
         return Ok(a);
     }
+    // The first shells may arrive at once: one of them creates the account.
+    let lock = Lock::acquire("registry-account")?;
+    if let Some(a) = kv::get::<String>("registry-account")? {
+        return Ok(a);
+    }
     let creds = admin::new_account("AAS registry").map_err(|e| MirrorError::Storage(format!("{e:?}")))?;
     let mut w = Writes::new();
+    w.release(lock);
     w.put("registry-account", &creds.account)?;
     w.commit()?;
     Ok(creds.account)
@@ -93,6 +99,7 @@ fn set_entry(w: &mut Writes, twin: &str, account: &str, ledger: &mut Ledger, nam
                 changed: now,
                 hnext: 0,
                 hlow: 0,
+                hlast: 0,
             };
             history::record(w, twin, account, name, &mut entry, now)?;
             ledger.entries.insert(name.into(), entry);
@@ -127,8 +134,11 @@ impl Guest for crate::Component {
         let account = registry_account()?;
         let now = clock::now_ms();
         let description = description_of(id, &d);
-        // Everything below is one commit (plus the new twin's scan position).
+        // Everything below is one commit (plus the new twin's scan position),
+        // under the shell's lock and the identity indexes' lock.
         let mut w = Writes::new();
+        w.release(Lock::acquire(&shell_key(id))?);
+        w.release(Lock::acquire(identities::INDEX_LOCK)?);
         let twin = match kv::get::<String>(&shell_key(id))?.and_then(|t| kv::get::<Twin>(&key::twin(&t)).ok().flatten()) {
             Some(mut twin) => {
                 if twin.description.as_ref() != Some(&description) {
@@ -169,10 +179,13 @@ impl Guest for crate::Component {
     }
 
     fn shell_removed(id: String) -> Result<(), MirrorError> {
+        let shell_lock = Lock::acquire(&shell_key(&id))?;
         let Some(t) = kv::get::<String>(&shell_key(&id))? else { return Ok(()) };
         let account = registry_account()?;
         let now = clock::now_ms();
         let mut w = Writes::new();
+        w.release(shell_lock);
+        w.release(Lock::acquire(identities::INDEX_LOCK)?);
         if let Some(mut twin) = kv::get::<Twin>(&key::twin(&t))? {
             twin.terminated = Some(Termination { issuer: account.clone(), at: now });
             twin.updated = now;

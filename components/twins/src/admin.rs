@@ -121,6 +121,7 @@ fn seed() -> Result<StoredDemo, AdminError> {
         changed,
         hnext: 0,
         hlow: 0,
+        hlast: 0,
     };
     ledger.entries.insert("meters".into(), entry(Value::Array(meters), None, now));
     let this_hour = now - now.rem_euclid(HOUR_MS);
@@ -133,6 +134,7 @@ fn seed() -> Result<StoredDemo, AdminError> {
             e.kind = EntryKind::Value { value: v };
         }
         e.hnext = DEMO_HOURS;
+        e.hlast = this_hour;
         ledger.entries.insert((*sn).to_string(), e);
     }
     w.put(key::ledger(&twin.uuid, &creds.account), &ledger)?;

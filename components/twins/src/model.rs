@@ -227,6 +227,11 @@ pub struct Entry {
     /// Lowest history sequence number that may still be stored.
     #[serde(default)]
     pub hlow: u64,
+    /// Time of the newest history value: each later one is stamped at least
+    /// a millisecond after it, so history times (the keys of a history
+    /// answer) are distinct and ordered.
+    #[serde(default)]
+    pub hlast: i64,
 }
 
 impl Entry {

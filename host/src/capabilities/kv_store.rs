@@ -102,11 +102,19 @@ impl KvStore {
         tx.commit().map_err(tx_err)
     }
 
-    /// Add `delta` to the decimal counter at `key` (absent = 0), durably.
+    /// Add `delta` to the decimal counter at `key` (absent = 0), atomically.
+    ///
+    /// The commit is not flushed on its own (`Durability::None`): it becomes
+    /// durable with the next durable write, which is where a counter's value
+    /// matters — components take sequence numbers and locks with it and then
+    /// write what they guard. A crash can only forget increments that nothing
+    /// durable depends on. This keeps a lock or a sequence number at the cost
+    /// of a page write instead of an fsync.
     pub fn increment(&self, bucket: &str, key: &str, delta: u64) -> Result<u64, StoreError> {
         let name = table_name(bucket);
         let table_def: TableDefinition<&str, &[u8]> = TableDefinition::new(&name);
-        let tx = self.begin_write()?;
+        let mut tx = self.db.begin_write().map_err(tx_err)?;
+        tx.set_durability(Durability::None);
         let next = {
             let mut table = tx.open_table(table_def).map_err(tx_err)?;
             let current = match table.get(key).map_err(tx_err)? {

@@ -53,8 +53,11 @@ fn cutoff(entry: &Entry, now: i64) -> i64 {
 /// Append the entry's current value to its history, if it keeps one.
 pub fn record(w: &mut Writes, t: &str, a: &str, name: &str, entry: &mut Entry, now: i64) -> ApiResult<()> {
     let (Some(_), EntryKind::Value { value }) = (&entry.history, &entry.kind) else { return Ok(()) };
-    w.put(key::history(t, a, name, entry.hnext), &(now, value))?;
+    let at = now.max(entry.hlast + 1);
+    w.put(key::history(t, a, name, entry.hnext), &(at, value))?;
     entry.hnext += 1;
+    entry.hlast = at;
+    entry.changed = at;
     if entry.hnext % PRUNE_EVERY == 0 {
         prune(w, t, a, name, entry, now)?;
     }

@@ -7,7 +7,10 @@ use crate::auth::Caller;
 use crate::clock;
 use crate::error::{ApiError, ApiResult};
 use crate::ids;
-use crate::kv::{self, key, Writes};
+use crate::kv::{self, key, Lock, Writes};
+
+/// The lock of the identity indexes (`il:`, `rs:`).
+pub const INDEX_LOCK: &str = "identity-index";
 use crate::model::{Identity, IdentityRef, Twin};
 use crate::request::{parse_bool, Call};
 use crate::routes::twins;
@@ -110,6 +113,7 @@ pub fn create(c: &Caller, t: &str, call: &Call) -> ApiResult<Answer> {
         });
     }
     let mut w = Writes::new();
+    w.release(Lock::acquire(INDEX_LOCK)?);
     attach(&mut w, &new)?;
     w.commit()?;
     Answer::created(json!({ "identities": new.iter().map(|i| &i.name).collect::<Vec<_>>() }))
@@ -140,6 +144,7 @@ pub fn update(c: &Caller, t: &str, name: &str, call: &Call) -> ApiResult<Answer>
 pub fn delete(c: &Caller, t: &str, name: &str) -> ApiResult<Answer> {
     c.require("delete_twin_identity")?;
     let (twin, identity) = own(c, t, name)?;
+    let lock = Lock::acquire(INDEX_LOCK)?;
     let r = IdentityRef { twin: twin.uuid.clone(), account: c.account.clone(), name: name.to_string() };
     let mut on_twin: Vec<IdentityRef> = kv::get(&key::twin_identities(&twin.uuid))?.unwrap_or_default();
     let mut by_name: Vec<IdentityRef> = kv::get(&key::resolve(name))?.unwrap_or_default();
@@ -149,6 +154,7 @@ pub fn delete(c: &Caller, t: &str, name: &str) -> ApiResult<Answer> {
     w.put(key::twin_identities(&twin.uuid), &on_twin)?;
     w.put(key::resolve(name), &by_name)?;
     w.delete(key::identity(&twin.uuid, &c.account, name));
+    w.release(lock);
     w.commit()?;
     Answer::ok(identity.to_json())
 }

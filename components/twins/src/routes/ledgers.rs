@@ -6,7 +6,7 @@ use crate::access;
 use crate::auth::Caller;
 use crate::clock::{self, ts};
 use crate::error::{ApiError, ApiResult, Subcode};
-use crate::kv::{self, key, Writes};
+use crate::kv::{self, key, Lock, Writes};
 use crate::model::{Entry, EntryKind, Ledger, Twin};
 use crate::request::{Call, QUOTA_BYTES};
 use crate::routes::{history, twins};
@@ -144,6 +144,7 @@ fn new_entry(c: &Caller, twin: &str, name: &str, spec: &Value, now: i64) -> ApiR
         changed: now,
         hnext: 0,
         hlow: 0,
+        hlast: 0,
     })
 }
 
@@ -179,6 +180,7 @@ pub fn add(c: &Caller, t: &str, l: &str, call: &Call) -> ApiResult<Answer> {
     let body = call.body()?;
     let (twin, account, mut vars) = target(c, t, l, true)?;
     let specs = entries_of(&body)?;
+    let lock = Lock::acquire(&key::ledger(&twin.uuid, &account))?;
     let mut ledger = load(&twin.uuid, &account)?;
     check_conditions(c, &body, &ledger, &mut vars)?;
     let now = clock::now_ms();
@@ -195,6 +197,7 @@ pub fn add(c: &Caller, t: &str, l: &str, call: &Call) -> ApiResult<Answer> {
         added.push(name.clone());
     }
     w.put_raw(key::ledger(&twin.uuid, &account), check_quota(&ledger)?);
+    w.release(lock);
     w.commit()?;
     Answer::created(json!({ "entries": render(c, &twin, &account, &ledger, added.iter().map(String::as_str), View::Full) }))
 }
@@ -207,6 +210,7 @@ pub fn update(c: &Caller, t: &str, l: &str, call: &Call, mode: Write) -> ApiResu
     let body = call.body()?;
     let (twin, account, mut vars) = target(c, t, l, true)?;
     let specs = entries_of(&body)?;
+    let lock = Lock::acquire(&key::ledger(&twin.uuid, &account))?;
     let mut ledger = load(&twin.uuid, &account)?;
     check_conditions(c, &body, &ledger, &mut vars)?;
     let now = clock::now_ms();
@@ -251,6 +255,7 @@ pub fn update(c: &Caller, t: &str, l: &str, call: &Call, mode: Write) -> ApiResu
         updated.push(name.clone());
     }
     w.put_raw(key::ledger(&twin.uuid, &account), check_quota(&ledger)?);
+    w.release(lock);
     w.commit()?;
     let view = match mode {
         Write::Entries => View::Full,
@@ -263,6 +268,7 @@ pub fn delete(c: &Caller, t: &str, l: &str, call: &Call) -> ApiResult<Answer> {
     c.require("delete_twin_ledger_entry")?;
     let body = call.body()?;
     let (twin, account, mut vars) = target(c, t, l, true)?;
+    let lock = Lock::acquire(&key::ledger(&twin.uuid, &account))?;
     let mut ledger = load(&twin.uuid, &account)?;
     check_conditions(c, &body, &ledger, &mut vars)?;
     let names: Vec<String> = match call.list("entries") {
@@ -277,6 +283,7 @@ pub fn delete(c: &Caller, t: &str, l: &str, call: &Call) -> ApiResult<Answer> {
         }
     }
     w.put_raw(key::ledger(&twin.uuid, &account), check_quota(&ledger)?);
+    w.release(lock);
     w.commit()?;
     Answer::ok(json!({ "entries": answer }))
 }

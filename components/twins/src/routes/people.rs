@@ -3,7 +3,7 @@
 use crate::auth::{Caller, ACTIONS};
 use crate::clock;
 use crate::error::{ApiError, ApiResult};
-use crate::kv::{self, key, Writes};
+use crate::kv::{self, key, Lock, Writes};
 use crate::model::{Account, Effect, Role, RuleKeys, SecretRecord, Statement, User};
 use crate::request::{field, Call};
 use crate::rule;
@@ -136,11 +136,13 @@ pub fn create_role(c: &Caller, call: &Call) -> ApiResult<Answer> {
         updated: now,
     };
     apply_rules(&mut role, &body, true)?;
+    let lock = Lock::acquire(&key::account_roles(&c.account))?;
     let mut list: Vec<String> = kv::get(&key::account_roles(&c.account))?.unwrap_or_default();
     list.push(role.uuid.clone());
     let mut w = Writes::new();
     w.put(key::role(&role.uuid), &role)?;
     w.put(key::account_roles(&c.account), &list)?;
+    w.release(lock);
     w.commit()?;
     Answer::created(role.to_json())
 }
@@ -192,9 +194,11 @@ pub fn delete_role(c: &Caller, r: &str) -> ApiResult<Answer> {
             return Err(ApiError::not_allowed("The role is assigned to a user; reassign the user first."));
         }
     }
+    let lock = Lock::acquire(&key::account_roles(&c.account))?;
     let mut list: Vec<String> = kv::get(&key::account_roles(&c.account))?.unwrap_or_default();
     list.retain(|x| x != &role.uuid);
     let mut w = Writes::new();
+    w.release(lock);
     w.put(key::account_roles(&c.account), &list)?;
     w.delete(key::role(&role.uuid));
     w.commit()?;
@@ -229,9 +233,11 @@ pub fn create_user(c: &Caller, call: &Call) -> ApiResult<Answer> {
         created: now,
         updated: now,
     };
+    let lock = Lock::acquire(&key::account_users(&c.account))?;
     let mut list: Vec<String> = kv::get(&key::account_users(&c.account))?.unwrap_or_default();
     list.push(user.uuid.clone());
     let mut w = Writes::new();
+    w.release(lock);
     w.put(key::user(&user.uuid), &user)?;
     w.put(key::account_users(&c.account), &list)?;
     w.commit()?;
@@ -291,9 +297,11 @@ pub fn update_user(c: &Caller, u: &str, call: &Call) -> ApiResult<Answer> {
 pub fn delete_user(c: &Caller, u: &str) -> ApiResult<Answer> {
     c.require("delete_user")?;
     let user = load_user(c, u)?;
+    let lock = Lock::acquire(&key::account_users(&c.account))?;
     let mut list: Vec<String> = kv::get(&key::account_users(&c.account))?.unwrap_or_default();
     list.retain(|x| x != &user.uuid);
     let mut w = Writes::new();
+    w.release(lock);
     w.put(key::account_users(&c.account), &list)?;
     w.delete(key::user(&user.uuid));
     if let Some(hash) = kv::get::<String>(&key::user_secret(&user.uuid))? {
