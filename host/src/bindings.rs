@@ -1,6 +1,6 @@
 //! Host-side bindings for the interfaces the host implements natively
 //! (`wasi:keyvalue`, `wasi:logging`, and the bridges' side of
-//! `twinlattice:transport/outbound`). `wasi:cli`/`io`/`clocks`/`random`/
+//! `twinlattice:transport/outbound`, `twinlattice:coordination/locks`). `wasi:cli`/`io`/`clocks`/`random`/
 //! `http` come from wasmtime-wasi(-http), `wasi:config` from
 //! wasmtime-wasi-config.
 
@@ -10,6 +10,8 @@ mod generated {
         world: "host-capabilities",
         imports: {
             "twinlattice:transport/outbound/deliver": async | trappable,
+            "twinlattice:coordination/locks/acquire": async | trappable,
+            "twinlattice:coordination/locks/release": async | trappable,
             default: trappable,
         },
         with: {
@@ -23,4 +25,5 @@ mod generated {
 
 pub use generated::wasi::keyvalue;
 pub use generated::wasi::logging::logging;
+pub use generated::twinlattice::coordination::locks;
 pub use generated::twinlattice::transport::{outbound, types as transport_types};

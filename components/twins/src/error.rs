@@ -8,6 +8,8 @@ use crate::ids;
 #[repr(u32)]
 pub enum Subcode {
     Unauthorized = 401000,
+    /// Answered by the gateway, which sees the raw bytes.
+    #[allow(dead_code)]
     InvalidCharacters = 400314,
     QuotaViolation = 400141,
     NotAValidJson = 400415,
@@ -76,8 +78,8 @@ impl ApiError {
     }
 
     /// The error body, with a fresh trace id.
-    pub fn body(&self) -> Vec<u8> {
-        serde_json::to_vec(&serde_json::json!({
+    pub fn body(&self) -> String {
+        serde_json::to_string(&serde_json::json!({
             "subcode": self.subcode as u32,
             "trace": ids::uuid4(),
             "description": self.description,

@@ -3,6 +3,7 @@
 //! embedded host).
 
 use crate::bindings::wasi::config::store as config;
+use crate::bindings::twinlattice::coordination::locks;
 use crate::bindings::wasi::keyvalue::{atomics, batch, store};
 use crate::error::{ApiError, ApiResult};
 use serde::de::DeserializeOwned;
@@ -72,46 +73,31 @@ pub fn increment(key: &str) -> ApiResult<u64> {
     with_bucket(|b| atomics::increment(b, key, 1))
 }
 
-/// A lock held longer than this belongs to a caller that is gone (trapped,
-/// or the host crashed after the lock became durable): it is taken over.
-const STALE_LOCK_MS: i64 = 2_000;
-/// Pause between attempts on a held lock, so waiters do not crowd the
-/// store's single writer that the holder needs to commit.
-const LOCK_RETRY_NS: u64 = 100_000;
+/// How long a lock may be held before its holder is presumed dead (a
+/// trapped instance) and the lock passes on.
+const LOCK_LEASE_MS: u32 = 2_000;
 
 /// A short exclusive lock on one read-modify-write (a ledger, an index),
-/// made from `atomics.increment` since `wasi:keyvalue@0.2.0-draft` has no
-/// compare-and-swap: whoever moves the counter from 0 to 1 holds it. The
-/// holder's commit writes it back to 0 in the same `set-many` as the data, so
-/// the data and the release land together; a lock dropped without a commit
-/// is released on its own.
+/// from `twinlattice:coordination/locks` (`wasi:keyvalue@0.2.0-draft` has no
+/// compare-and-swap). Waiters are served in arrival order. It is released
+/// right after the commit of the writes it guards, or when dropped.
 pub struct Lock {
-    key: String,
-    released: bool,
+    name: String,
+    token: u64,
 }
 
 impl Lock {
     pub fn acquire(name: &str) -> ApiResult<Lock> {
-        let key = format!("lock:{name}");
-        let started = crate::clock::now_ms();
-        loop {
-            if increment(&key)? == 1 {
-                return Ok(Lock { key, released: false });
-            }
-            if crate::clock::now_ms() - started > STALE_LOCK_MS {
-                with_bucket(|b| b.set(&key, b"0"))?;
-                continue;
-            }
-            crate::bindings::wasi::clocks::monotonic_clock::subscribe_duration(LOCK_RETRY_NS).block();
+        match locks::acquire(name, LOCK_LEASE_MS) {
+            Ok(token) => Ok(Lock { name: name.to_string(), token }),
+            Err(locks::LockError::Unavailable(why)) => Err(ApiError::storage(format!("lock service: {why}"))),
         }
     }
 }
 
 impl Drop for Lock {
     fn drop(&mut self) {
-        if !self.released {
-            let _ = with_bucket(|b| b.set(&self.key, b"0"));
-        }
+        locks::release(&self.name, self.token);
     }
 }
 
@@ -147,19 +133,19 @@ impl Writes {
         self.locks.push(lock);
     }
 
+    pub fn release_all(&mut self, locks: impl IntoIterator<Item = Lock>) {
+        self.locks.extend(locks);
+    }
+
     /// Commit: all sets in one transaction, then the deletes. Deletes only
     /// drop records nothing points to any more, so a crash between the two
     /// leaves garbage, never a dangling reference.
     pub fn commit(mut self) -> ApiResult<()> {
-        for lock in &self.locks {
-            self.sets.push((lock.key.clone(), b"0".to_vec()));
-        }
         if !self.sets.is_empty() {
             with_bucket(|b| batch::set_many(b, &self.sets))?;
         }
-        for lock in &mut self.locks {
-            lock.released = true;
-        }
+        // The guarded writes are committed: let the next writer in.
+        self.locks.clear();
         if !self.deletes.is_empty() {
             with_bucket(|b| batch::delete_many(b, &self.deletes))?;
         }

@@ -114,7 +114,7 @@ impl Api for Component {
     fn handle(mut request: Request) -> Response {
         let call = Call::new(&mut request);
         match dispatch(request.method, &request.path, &call) {
-            Ok(answer) => Response { status: answer.status, body: serde_json::to_vec(&answer.body).unwrap_or_default() },
+            Ok(answer) => Response { status: answer.status, body: answer.body.to_string() },
             Err(e) => {
                 if e.subcode == Subcode::General {
                     bindings::wasi::logging::logging::log(

@@ -12,7 +12,7 @@ pub struct Call {
     pub query: Vec<(String, String)>,
     pub authorization: Option<String>,
     pub dictionary: Option<String>,
-    body: Vec<u8>,
+    body: String,
 }
 
 impl Call {
@@ -30,8 +30,7 @@ impl Call {
         if self.body.len() > QUOTA_BYTES {
             return Err(ApiError::new(Subcode::QuotaViolation, "Request body exceeds the 64 kB quota."));
         }
-        let text = std::str::from_utf8(&self.body)
-            .map_err(|_| ApiError::new(Subcode::InvalidCharacters, "Request body contains invalid characters."))?;
+        let text = self.body.as_str();
         if text.trim().is_empty() {
             return Ok(Map::new());
         }

@@ -106,9 +106,9 @@ impl KvStore {
     ///
     /// The commit is not flushed on its own (`Durability::None`): it becomes
     /// durable with the next durable write, which is where a counter's value
-    /// matters — components take sequence numbers and locks with it and then
+    /// matters — components take sequence numbers with it and then
     /// write what they guard. A crash can only forget increments that nothing
-    /// durable depends on. This keeps a lock or a sequence number at the cost
+    /// durable depends on. This takes a sequence number at the cost
     /// of a page write instead of an fsync.
     pub fn increment(&self, bucket: &str, key: &str, delta: u64) -> Result<u64, StoreError> {
         let name = table_name(bucket);

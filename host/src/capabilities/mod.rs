@@ -2,6 +2,7 @@
 //! wasmCloud host or provider gives them on a lattice, given in-process here.
 
 pub mod keyvalue;
+pub mod locks;
 pub mod kv_store;
 pub mod logging;
 pub mod outbound;

@@ -21,7 +21,7 @@ use wasmtime::Engine;
 
 /// Project interfaces the host implements itself (the bridges' side of the
 /// broker); on a lattice, providers do.
-const HOST_PROVIDED: &[&str] = &["twinlattice:transport/outbound@0.1.0"];
+const HOST_PROVIDED: &[&str] = &["twinlattice:transport/outbound@0.1.0", "twinlattice:coordination/locks@0.1.0"];
 
 /// Interfaces linked between components rather than given by the host.
 pub fn is_project_interface(name: &str) -> bool {

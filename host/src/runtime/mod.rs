@@ -97,6 +97,7 @@ fn base_linker(engine: &Engine) -> Result<Linker<HostState>> {
     logging::add_to_linker(&mut linker, state::logging_view)?;
     wasmtime_wasi_config::add_to_linker(&mut linker, state::config_view)?;
     outbound::add_to_linker(&mut linker, state::outbound_view)?;
+    crate::capabilities::locks::add_to_linker(&mut linker, state::locks_view)?;
     Ok(linker)
 }
 
@@ -123,6 +124,7 @@ impl Runtime {
             kv,
             config: Arc::new(WasiConfigVariables::from_iter(options.config.iter().cloned())),
             outbound: options.outbound.clone(),
+            locks: Default::default(),
         });
         let cache_dir = &options.cache_dir;
         let mut loaded = Vec::new();

@@ -2,6 +2,7 @@
 
 use crate::capabilities::keyvalue::{KeyValueCtx, KeyValueView};
 use crate::capabilities::kv_store::KvStore;
+use crate::capabilities::locks::{LockTable, LocksView};
 use crate::capabilities::logging::LoggingView;
 use crate::capabilities::outbound::{OutboundCtx, OutboundView};
 use std::sync::Arc;
@@ -19,6 +20,7 @@ pub struct HostState {
     kv: KeyValueCtx,
     config: Arc<WasiConfigVariables>,
     outbound: Arc<OutboundCtx>,
+    locks: Arc<LockTable>,
 }
 
 impl WasiView for HostState {
@@ -52,11 +54,16 @@ pub fn outbound_view(s: &mut HostState) -> OutboundView<'_> {
     OutboundView { ctx: &s.outbound }
 }
 
+pub fn locks_view(s: &mut HostState) -> LocksView<'_> {
+    LocksView { table: &s.locks }
+}
+
 /// Makes fresh store data; shared by every pool and the HTTP server.
 pub struct StateFactory {
     pub kv: Arc<KvStore>,
     pub config: Arc<WasiConfigVariables>,
     pub outbound: Arc<OutboundCtx>,
+    pub locks: Arc<LockTable>,
 }
 
 impl StateFactory {
@@ -73,6 +80,7 @@ impl StateFactory {
             kv: KeyValueCtx { store: self.kv.clone() },
             config: self.config.clone(),
             outbound: self.outbound.clone(),
+            locks: self.locks.clone(),
         }
     }
 }

@@ -50,15 +50,43 @@ pub fn load(t: &str, a: &str) -> ApiResult<Ledger> {
     Ok(kv::get::<Ledger>(&key::ledger(t, a))?.unwrap_or_default())
 }
 
-/// The twin, the ledger's account and the caller's rule variables; writes
-/// only to the caller's own ledger.
-fn target(c: &Caller, t: &str, l: &str, writing: bool) -> ApiResult<(Twin, String, Vars)> {
-    let (twin, vars) = twins::accessible(c, t)?;
-    let account = c.ledger_account(l, &twin.owner, &twin.creator)?;
-    if writing && account != c.account {
-        return Err(ApiError::forbidden("Entries can only be written to your own (personal) Ledger."));
-    }
-    Ok((twin, account, vars))
+/// What a ledger call works on: the twin, the ledger's account, the
+/// caller's rule variables, the ledger and, for a write, the ledger's lock.
+struct Opened {
+    twin: Twin,
+    account: String,
+    vars: Vars,
+    ledger: Ledger,
+    lock: Option<Lock>,
+}
+
+/// Open ledger `l` of twin `t`: 404 unless `c` may reach the twin; writes
+/// only to the caller's own ledger (403), under its lock. When the ledger's
+/// account is known from the path (`personal` or a UUID), twin and ledger
+/// are read in one store call.
+fn open(c: &Caller, t: &str, l: &str, writing: bool) -> ApiResult<Opened> {
+    let from_path = match l {
+        "personal" => Some(c.account.clone()),
+        other if crate::ids::is_uuid(other) && (!writing || other == c.account) => Some(other.to_string()),
+        _ => None,
+    };
+    let Some(account) = from_path.filter(|_| crate::ids::is_uuid(t)) else {
+        // Aliases and refused writes: the twin first, so an invisible twin
+        // is a 404 before anything else.
+        let (twin, vars) = twins::accessible(c, t)?;
+        let account = c.ledger_account(l, &twin.owner, &twin.creator)?;
+        if writing && account != c.account {
+            return Err(ApiError::forbidden("Entries can only be written to your own (personal) Ledger."));
+        }
+        let lock = if writing { Some(Lock::acquire(&key::ledger(&twin.uuid, &account))?) } else { None };
+        let ledger = load(&twin.uuid, &account)?;
+        return Ok(Opened { twin, account, vars, ledger, lock });
+    };
+    let lock = if writing { Some(Lock::acquire(&key::ledger(t, &account))?) } else { None };
+    let (twin, ledger) = kv::get2::<Twin, Ledger>(&key::twin(t), &key::ledger(t, &account))?;
+    let twin = twin.ok_or_else(|| ApiError::not_found("Twin"))?;
+    let vars = twins::check_accessible(c, &twin)?;
+    Ok(Opened { twin, account, vars, ledger: ledger.unwrap_or_default(), lock })
 }
 
 fn entries_of(body: &Map<String, Value>) -> ApiResult<&Map<String, Value>> {
@@ -178,10 +206,8 @@ fn check_quota(ledger: &Ledger) -> ApiResult<Vec<u8>> {
 pub fn add(c: &Caller, t: &str, l: &str, call: &Call) -> ApiResult<Answer> {
     c.require("add_twin_ledger_entry")?;
     let body = call.body()?;
-    let (twin, account, mut vars) = target(c, t, l, true)?;
     let specs = entries_of(&body)?;
-    let lock = Lock::acquire(&key::ledger(&twin.uuid, &account))?;
-    let mut ledger = load(&twin.uuid, &account)?;
+    let Opened { twin, account, mut vars, mut ledger, lock } = open(c, t, l, true)?;
     check_conditions(c, &body, &ledger, &mut vars)?;
     let now = clock::now_ms();
     let mut w = Writes::new();
@@ -197,7 +223,7 @@ pub fn add(c: &Caller, t: &str, l: &str, call: &Call) -> ApiResult<Answer> {
         added.push(name.clone());
     }
     w.put_raw(key::ledger(&twin.uuid, &account), check_quota(&ledger)?);
-    w.release(lock);
+    w.release_all(lock);
     w.commit()?;
     Answer::created(json!({ "entries": render(c, &twin, &account, &ledger, added.iter().map(String::as_str), View::Full) }))
 }
@@ -208,10 +234,8 @@ pub fn update(c: &Caller, t: &str, l: &str, call: &Call, mode: Write) -> ApiResu
         Write::Values => "update_twin_ledger_entry_value",
     })?;
     let body = call.body()?;
-    let (twin, account, mut vars) = target(c, t, l, true)?;
     let specs = entries_of(&body)?;
-    let lock = Lock::acquire(&key::ledger(&twin.uuid, &account))?;
-    let mut ledger = load(&twin.uuid, &account)?;
+    let Opened { twin, account, mut vars, mut ledger, lock } = open(c, t, l, true)?;
     check_conditions(c, &body, &ledger, &mut vars)?;
     let now = clock::now_ms();
     let mut w = Writes::new();
@@ -255,7 +279,7 @@ pub fn update(c: &Caller, t: &str, l: &str, call: &Call, mode: Write) -> ApiResu
         updated.push(name.clone());
     }
     w.put_raw(key::ledger(&twin.uuid, &account), check_quota(&ledger)?);
-    w.release(lock);
+    w.release_all(lock);
     w.commit()?;
     let view = match mode {
         Write::Entries => View::Full,
@@ -267,9 +291,7 @@ pub fn update(c: &Caller, t: &str, l: &str, call: &Call, mode: Write) -> ApiResu
 pub fn delete(c: &Caller, t: &str, l: &str, call: &Call) -> ApiResult<Answer> {
     c.require("delete_twin_ledger_entry")?;
     let body = call.body()?;
-    let (twin, account, mut vars) = target(c, t, l, true)?;
-    let lock = Lock::acquire(&key::ledger(&twin.uuid, &account))?;
-    let mut ledger = load(&twin.uuid, &account)?;
+    let Opened { twin, account, mut vars, mut ledger, lock } = open(c, t, l, true)?;
     check_conditions(c, &body, &ledger, &mut vars)?;
     let names: Vec<String> = match call.list("entries") {
         Some(list) => list.into_iter().filter(|n| ledger.entries.contains_key(n)).collect(),
@@ -283,7 +305,7 @@ pub fn delete(c: &Caller, t: &str, l: &str, call: &Call) -> ApiResult<Answer> {
         }
     }
     w.put_raw(key::ledger(&twin.uuid, &account), check_quota(&ledger)?);
-    w.release(lock);
+    w.release_all(lock);
     w.commit()?;
     Answer::ok(json!({ "entries": answer }))
 }
@@ -293,14 +315,13 @@ pub fn get(c: &Caller, t: &str, l: &str, call: &Call, view: View) -> ApiResult<A
         View::Full => "get_twin_ledger_entry",
         View::Values => "get_twin_ledger_entry_value",
     })?;
-    let (twin, account, mut vars) = target(c, t, l, false)?;
+    let Opened { twin, account, mut vars, ledger, .. } = open(c, t, l, false)?;
     let own = account == c.account;
     let (show_refs, show_public, show_private) = if own {
         (call.flag("show_references", true)?, call.flag("show_public", true)?, call.flag("show_private", true)?)
     } else {
         (true, true, true)
     };
-    let ledger = load(&twin.uuid, &account)?;
     let wanted = call.list("entries");
     let names = visible_names(c, &account, &ledger, &mut vars, wanted.as_deref(), |e| {
         (show_refs || !matches!(e.kind, EntryKind::Reference { .. }))

@@ -16,12 +16,18 @@ use serde_json::{json, Value};
 /// existence does not leak. Returns the rule variables with the twin set.
 pub fn accessible(c: &Caller, t: &str) -> ApiResult<(Twin, Vars)> {
     let twin: Twin = if ids::is_uuid(t) { kv::get(&key::twin(t))? } else { None }.ok_or_else(|| ApiError::not_found("Twin"))?;
+    let vars = check_accessible(c, &twin)?;
+    Ok((twin, vars))
+}
+
+/// The rule variables of `c` on `twin`, or 404 if `c` may not reach it.
+pub fn check_accessible(c: &Caller, twin: &Twin) -> ApiResult<Vars> {
     let mut vars = access::caller_vars(c);
-    access::set_twin(&mut vars, &twin);
-    if !access::twin_accessible(c, &twin, &vars) {
+    access::set_twin(&mut vars, twin);
+    if !access::twin_accessible(c, twin, &vars) {
         return Err(ApiError::not_found("Twin"));
     }
-    Ok((twin, vars))
+    Ok(vars)
 }
 
 pub fn create(c: &Caller, call: &Call) -> ApiResult<Answer> {
