@@ -9,7 +9,9 @@
 //!   component must export `twinlattice:routing/policy`;
 //! - `POST /admin/accounts` — body `{"name"}` optional: create a twin API
 //!   account (`twinlattice account create`);
-//! - `POST /admin/demo` — seed the tutorial's demo data (`twinlattice demo seed`).
+//! - `POST /admin/demo` — seed the tutorial's demo data (`twinlattice demo seed`);
+//! - `POST /admin/bulk-twins` — body `{"account","count","entries"}`: create
+//!   twins in bulk for benchmarks and capacity tests; answers their UUIDs.
 
 use crate::runtime::Runtime;
 use bytes::Bytes;
@@ -84,6 +86,14 @@ async fn handle(runtime: &Runtime, req: Request<Incoming>) -> Response<Full<Byte
                 .and_then(|v| v.get("name").and_then(|n| n.as_str()).map(str::to_string));
             let params = [Val::Option(name.map(|n| Box::new(Val::String(n))))];
             admin_answer(crate::commands::account::call_admin(runtime, "create-account", &params).await)
+        }
+        (&Method::POST, "/admin/bulk-twins") => {
+            let body = Limited::new(req.into_body(), 64 * 1024).collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+            let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            let text = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or_default().to_string();
+            let num = |k: &str| v.get(k).and_then(|x| x.as_u64()).and_then(|n| u32::try_from(n).ok()).unwrap_or(0);
+            let params = [Val::String(text("account")), Val::U32(num("count")), Val::U32(num("entries"))];
+            admin_answer(crate::commands::account::call_admin(runtime, "bulk-twins", &params).await)
         }
         (&Method::POST, "/admin/demo") => admin_answer(crate::commands::account::call_admin(runtime, "seed-demo", &[]).await),
         (_, "/admin/components" | "/admin/policy") => json(StatusCode::METHOD_NOT_ALLOWED, serde_json::json!({ "error": "GET or PUT" })),

@@ -7,7 +7,7 @@ use crate::error::ApiError;
 use crate::ids;
 use crate::kv::{self, key, Writes};
 use crate::model::{Account, Effect, Entry, EntryKind, Identity, Ledger, Role, RuleKeys, Statement, Twin, User};
-use crate::routes::{identities, secrets, twins};
+use crate::routes::{history, identities, secrets, twins};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -130,7 +130,7 @@ fn seed() -> Result<StoredDemo, AdminError> {
         for k in 0..DEMO_HOURS {
             let at = this_hour - (DEMO_HOURS - 1 - k) as i64 * HOUR_MS;
             let v = json!(temperature(i, at / HOUR_MS));
-            w.put(key::history(&twin.uuid, &creds.account, sn, k), &(at, &v))?;
+            w.put_raw(key::history(&twin.uuid, &creds.account, sn, k), history::item(at, &v)?);
             e.kind = EntryKind::Value { value: v };
         }
         e.hnext = DEMO_HOURS;
@@ -159,7 +159,63 @@ fn seed() -> Result<StoredDemo, AdminError> {
     Ok(demo)
 }
 
+const BULK_MAX_TWINS: u32 = 10_000;
+const BULK_MAX_ENTRIES: u32 = 64;
+
+fn bulk(account: &str, count: u32, entries: u32) -> Result<Vec<String>, AdminError> {
+    if count == 0 || count > BULK_MAX_TWINS || entries > BULK_MAX_ENTRIES {
+        return Err(AdminError::Invalid(format!(
+            "count must be 1 to {BULK_MAX_TWINS} and entries at most {BULK_MAX_ENTRIES}"
+        )));
+    }
+    if kv::get::<crate::model::Account>(&key::account(account))?.is_none() {
+        return Err(AdminError::Invalid(format!("no account {account}")));
+    }
+    let now = clock::now_ms();
+    let last = kv::increment_by(&key::twin_count(account), u64::from(count))?;
+    let first = last + 1 - u64::from(count);
+    let mut w = Writes::new();
+    let mut made = Vec::with_capacity(count as usize);
+    for seq in first..=last {
+        let twin = Twin {
+            uuid: ids::uuid4(),
+            owner: account.to_string(),
+            creator: account.to_string(),
+            description: json!({ "bulk": seq }).as_object().cloned(),
+            created: now,
+            updated: now,
+            terminated: None,
+        };
+        let mut ledger = Ledger::default();
+        for i in 0..entries {
+            ledger.entries.insert(format!("e{i}"), Entry {
+                kind: EntryKind::Value { value: json!(i) },
+                visibility: None,
+                history: None,
+                timeseries: None,
+                publish: None,
+                created: now,
+                updated: now,
+                changed: now,
+                hnext: 0,
+                hlow: 0,
+                hlast: 0,
+            });
+        }
+        w.put(key::twin(&twin.uuid), &twin)?;
+        w.put(key::twin_index(account, seq), &twin.uuid)?;
+        w.put(key::ledger(&twin.uuid, account), &ledger)?;
+        made.push(twin.uuid);
+    }
+    w.commit()?;
+    Ok(made)
+}
+
 impl Guest for crate::Component {
+    fn bulk_twins(account: String, count: u32, entries: u32) -> Result<Vec<String>, AdminError> {
+        bulk(&account, count, entries)
+    }
+
     fn create_account(name: Option<String>) -> Result<AccountCredentials, AdminError> {
         let name = name.unwrap_or_else(|| "My Account".into());
         if name.trim().is_empty() || name.len() > 128 {

@@ -70,7 +70,11 @@ pub fn get2<A: DeserializeOwned, B: DeserializeOwned>(a: &str, b: &str) -> ApiRe
 }
 
 pub fn increment(key: &str) -> ApiResult<u64> {
-    with_bucket(|b| atomics::increment(b, key, 1))
+    increment_by(key, 1)
+}
+
+pub fn increment_by(key: &str, delta: u64) -> ApiResult<u64> {
+    with_bucket(|b| atomics::increment(b, key, delta))
 }
 
 /// How long a lock may be held before its holder is presumed dead (a

@@ -35,15 +35,25 @@ use serde_json::Value;
 /// A successful answer: status and body.
 pub struct Answer {
     pub status: u16,
-    pub body: Value,
+    pub body: Body,
+}
+
+/// An answer's body: a JSON value, or JSON text already written (history
+/// answers splice stored values without parsing them).
+pub enum Body {
+    Json(Value),
+    Text(String),
 }
 
 impl Answer {
     pub fn ok(body: Value) -> ApiResult<Answer> {
-        Ok(Answer { status: 200, body })
+        Ok(Answer { status: 200, body: Body::Json(body) })
     }
     pub fn created(body: Value) -> ApiResult<Answer> {
-        Ok(Answer { status: 201, body })
+        Ok(Answer { status: 201, body: Body::Json(body) })
+    }
+    pub fn ok_text(json: String) -> ApiResult<Answer> {
+        Ok(Answer { status: 200, body: Body::Text(json) })
     }
 }
 
@@ -114,7 +124,8 @@ impl Api for Component {
     fn handle(mut request: Request) -> Response {
         let call = Call::new(&mut request);
         match dispatch(request.method, &request.path, &call) {
-            Ok(answer) => Response { status: answer.status, body: answer.body.to_string() },
+            Ok(Answer { status, body: Body::Json(v) }) => Response { status, body: v.to_string() },
+            Ok(Answer { status, body: Body::Text(text) }) => Response { status, body: text },
             Err(e) => {
                 if e.subcode == Subcode::General {
                     bindings::wasi::logging::logging::log(

@@ -11,7 +11,7 @@ use crate::model::{Entry, EntryKind};
 use crate::request::Call;
 use crate::routes::ledgers;
 use crate::Answer;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 const DAY_MS: i64 = 86_400_000;
 /// Most values one read returns, and the default.
@@ -50,11 +50,26 @@ fn cutoff(entry: &Entry, now: i64) -> i64 {
     }
 }
 
+/// A stored history value: its time (8 bytes, little-endian milliseconds)
+/// then its JSON text, so a read splices the text into the answer without
+/// parsing it.
+pub fn item(at: i64, value: &Value) -> ApiResult<Vec<u8>> {
+    let mut bytes = at.to_le_bytes().to_vec();
+    serde_json::to_writer(&mut bytes, value).map_err(ApiError::storage)?;
+    Ok(bytes)
+}
+
+/// A stored history value's time and JSON text.
+fn parse_item(bytes: &[u8]) -> Option<(i64, &str)> {
+    let (time, json) = bytes.split_first_chunk::<8>()?;
+    Some((i64::from_le_bytes(*time), std::str::from_utf8(json).ok()?))
+}
+
 /// Append the entry's current value to its history, if it keeps one.
 pub fn record(w: &mut Writes, t: &str, a: &str, name: &str, entry: &mut Entry, now: i64) -> ApiResult<()> {
     let (Some(_), EntryKind::Value { value }) = (&entry.history, &entry.kind) else { return Ok(()) };
     let at = now.max(entry.hlast + 1);
-    w.put(key::history(t, a, name, entry.hnext), &(at, value))?;
+    w.put_raw(key::history(t, a, name, entry.hnext), item(at, value)?);
     entry.hnext += 1;
     entry.hlast = at;
     entry.changed = at;
@@ -71,7 +86,7 @@ fn prune(w: &mut Writes, t: &str, a: &str, name: &str, entry: &mut Entry, now: i
         let upto = (entry.hlow + PRUNE_EVERY).min(entry.hnext);
         let keys: Vec<String> = (entry.hlow..upto).map(|s| key::history(t, a, name, s)).collect();
         for (k, raw) in keys.iter().zip(kv::get_many_raw(&keys)?) {
-            let at = raw.and_then(|b| serde_json::from_slice::<(i64, Value)>(&b).ok()).map(|(at, _)| at);
+            let at = raw.as_deref().and_then(parse_item).map(|(at, _)| at);
             if at.is_some_and(|at| at >= cut) {
                 return Ok(());
             }
@@ -113,45 +128,63 @@ pub fn get(c: &Caller, t: &str, l: &str, call: &Call) -> ApiResult<Answer> {
     let ledger = ledgers::load(&twin.uuid, &account)?;
     let wanted = call.list("entries");
     let visible = ledgers::visible_names(c, &account, &ledger, &mut vars, wanted.as_deref(), |_| true);
-    let names: Vec<String> = match wanted {
+    let mut names: Vec<String> = match wanted {
         Some(w) => w,
         None => visible.clone(),
     };
+    // The answer is an object: each name once.
+    let mut seen = std::collections::HashSet::new();
+    names.retain(|n| seen.insert(n.clone()));
     let now = clock::now_ms();
-    let mut out = Map::new();
-    for name in names {
-        let entry = ledger.entries.get(&name).filter(|e| e.history.is_some() && visible.contains(&name));
-        let value = match entry {
-            Some(e) => Value::Object(newest(&twin.uuid, &account, &name, e, ge.max(cutoff(e, now)), le, limit)?),
-            None => json!(NOT_ACCESSIBLE),
-        };
-        out.insert(name, value);
+    let mut out = String::from("{\"entries\":{");
+    for (i, name) in names.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&json!(name).to_string());
+        out.push(':');
+        match ledger.entries.get(name).filter(|e| e.history.is_some() && visible.contains(name)) {
+            Some(e) => newest(&mut out, &twin.uuid, &account, name, e, ge.max(cutoff(e, now)), le, limit)?,
+            None => out.push_str(&json!(NOT_ACCESSIBLE).to_string()),
+        }
     }
-    Answer::ok(json!({ "entries": out }))
+    out.push_str("}}");
+    Answer::ok_text(out)
 }
 
-/// Up to `limit` values with `ge <= time <= le`, newest first.
-fn newest(t: &str, a: &str, name: &str, e: &Entry, ge: i64, le: i64, limit: usize) -> ApiResult<Map<String, Value>> {
-    let mut out = Map::new();
+/// Up to `limit` values with `ge <= time <= le`, newest first, written to
+/// `out` as a JSON object of time → value.
+#[allow(clippy::too_many_arguments)]
+fn newest(out: &mut String, t: &str, a: &str, name: &str, e: &Entry, ge: i64, le: i64, limit: usize) -> ApiResult<()> {
+    out.push('{');
+    let mut count = 0;
     let mut top = e.hnext;
     if le != i64::MAX {
         top = first_after(t, a, name, e, le)?;
     }
-    while top > e.hlow && out.len() < limit {
-        let low = top.saturating_sub((limit - out.len()) as u64).max(e.hlow);
+    'pages: while top > e.hlow && count < limit {
+        let low = top.saturating_sub((limit - count) as u64).max(e.hlow);
         let keys: Vec<String> = (low..top).rev().map(|s| key::history(t, a, name, s)).collect();
         for raw in kv::get_many_raw(&keys)? {
-            let Some((at, value)) = raw.and_then(|b| serde_json::from_slice::<(i64, Value)>(&b).ok()) else { continue };
+            let Some((at, value)) = raw.as_deref().and_then(parse_item) else { continue };
             if at < ge {
-                return Ok(out);
+                break 'pages;
             }
-            if at <= le && out.len() < limit {
-                out.insert(python_float(at), value);
+            if at <= le && count < limit {
+                if count > 0 {
+                    out.push(',');
+                }
+                out.push('"');
+                out.push_str(&python_float(at));
+                out.push_str("\":");
+                out.push_str(value);
+                count += 1;
             }
         }
         top = low;
     }
-    Ok(out)
+    out.push('}');
+    Ok(())
 }
 
 /// The lowest sequence number whose value is newer than `le` (history times
@@ -160,7 +193,8 @@ fn first_after(t: &str, a: &str, name: &str, e: &Entry, le: i64) -> ApiResult<u6
     let (mut lo, mut hi) = (e.hlow, e.hnext);
     while lo < hi {
         let mid = lo + (hi - lo) / 2;
-        let at = kv::get::<(i64, Value)>(&key::history(t, a, name, mid))?.map(|(at, _)| at);
+        let raw = kv::get_many_raw(&[key::history(t, a, name, mid)])?.pop().flatten();
+        let at = raw.as_deref().and_then(parse_item).map(|(at, _)| at);
         match at {
             Some(at) if at > le => hi = mid,
             _ => lo = mid + 1,
