@@ -73,13 +73,13 @@ pub fn read_body(request: &IncomingRequest, limit: usize) -> Result<Vec<u8>, Bod
 
 /// Send `response` through `out`.
 pub fn send(out: ResponseOutparam, response: Response) {
-    let fields = Fields::new();
-    for (name, value) in &response.headers {
-        // A header value we built ourselves is always valid; ignore the
-        // impossible error rather than fail the whole response.
-        let _ = fields.append(name, value.as_bytes());
-    }
-    let _ = fields.append("content-length", response.body.len().to_string().as_bytes());
+    let mut entries: Vec<(String, Vec<u8>)> =
+        response.headers.iter().map(|(n, v)| (n.clone(), v.as_bytes().to_vec())).collect();
+    entries.push(("content-length".into(), response.body.len().to_string().into_bytes()));
+    // One host call for all headers. A header we built ourselves is always
+    // valid; should one not be, send the response without headers rather
+    // than none at all.
+    let fields = Fields::from_list(&entries).unwrap_or_else(|_| Fields::new());
     let outgoing = OutgoingResponse::new(fields);
     let _ = outgoing.set_status_code(response.status);
     let Ok(body) = outgoing.body() else { return };

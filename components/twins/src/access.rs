@@ -3,7 +3,7 @@
 //! role's entry and identity rules.
 
 use crate::auth::Caller;
-use crate::clock::{self, ts};
+use crate::clock::ts;
 use crate::model::{Entry, Identity, Ledger, Twin};
 use crate::rule::{self, Vars};
 use serde_json::{json, Map, Value};
@@ -14,7 +14,6 @@ pub fn caller_vars(caller: &Caller) -> Vars {
         account: json!(caller.account),
         user: json!(caller.user.uuid),
         role: json!(caller.role.uuid),
-        now: json!(ts(clock::now_ms())),
         user_desc: caller.user.description.clone().map(Value::Object).unwrap_or(Value::Null),
         dict: caller.dict.clone(),
         ..Vars::default()

@@ -8,6 +8,8 @@ use crate::kv::{self, key};
 use crate::model::{Role, SecretRecord, User};
 use base64::Engine;
 use serde_json::{Map, Value};
+use std::cell::RefCell;
+use std::rc::Rc;
 
 /// Every action a role statement may name: the client's method names.
 pub const ACTIONS: &[&str] = &[
@@ -35,8 +37,8 @@ pub const ACTIONS: &[&str] = &[
 /// The authenticated caller of one request.
 pub struct Caller {
     pub account: String,
-    pub user: User,
-    pub role: Role,
+    pub user: Rc<User>,
+    pub role: Rc<Role>,
     /// `X-TrustedTwin`, decoded (rule variable `DICT`).
     pub dict: Value,
 }
@@ -63,19 +65,75 @@ impl Caller {
     }
 }
 
-/// Authenticate a request by its `Authorization` header.
+/// Counter bumped after every change of a user or a role, so instances
+/// know when the users and roles they remember are out of date.
+const AUTH_EPOCH: &str = "auth-epoch";
+
+/// How many secrets' users and roles an instance remembers.
+const REMEMBERED: usize = 64;
+
+struct Remembered {
+    hash: String,
+    epoch: u64,
+    user: Rc<User>,
+    role: Rc<Role>,
+}
+
+thread_local! {
+    static REMEMBER: RefCell<Vec<Remembered>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Mark every remembered user and role out of date; call after the commit
+/// that changed one.
+pub fn users_or_roles_changed() -> ApiResult<()> {
+    kv::increment(AUTH_EPOCH).map(drop)
+}
+
+/// Authenticate a request by its `Authorization` header. The secret's
+/// record is read on every call (so a revoked or expired secret stops at
+/// once); its user and role come from this instance's memory while no user
+/// or role has changed since.
 pub fn authenticate(authorization: Option<&str>, dictionary: Option<&str>) -> ApiResult<Caller> {
     let secret = authorization.map(str::trim).filter(|s| !s.is_empty()).ok_or_else(ApiError::unauthorized)?;
-    let record: SecretRecord = kv::get(&key::secret(&ids::secret_hash(secret)))?.ok_or_else(ApiError::unauthorized)?;
+    let hash = ids::secret_hash(secret);
+    let mut found = kv::get_many_raw(&[key::secret(&hash), AUTH_EPOCH.to_string()])?.into_iter();
+    let record: SecretRecord = match found.next().flatten() {
+        Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| ApiError::storage(format!("secret record: {e}")))?,
+        None => return Err(ApiError::unauthorized()),
+    };
     if record.validity.is_some_and(|v| v <= clock::now_ms()) {
         return Err(ApiError::unauthorized());
     }
-    let (user, role) = kv::get2::<User, Role>(&key::user(&record.user), &key::role(&record.role))?;
-    let user = user.ok_or_else(ApiError::unauthorized)?;
-    let role = match role {
-        Some(r) if r.uuid == user.role => r,
-        // The user's role changed after the secret was made.
-        _ => kv::get::<Role>(&key::role(&user.role))?.ok_or_else(ApiError::unauthorized)?,
+    let epoch: u64 = found
+        .next()
+        .flatten()
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0);
+    let remembered = REMEMBER.with(|r| {
+        r.borrow().iter().find(|m| m.hash == hash && m.epoch == epoch).map(|m| (m.user.clone(), m.role.clone()))
+    });
+    let (user, role) = match remembered {
+        Some(pair) => pair,
+        None => {
+            let (user, role) = kv::get2::<User, Role>(&key::user(&record.user), &key::role(&record.role))?;
+            let user = user.ok_or_else(ApiError::unauthorized)?;
+            let role = match role {
+                Some(r) if r.uuid == user.role => r,
+                // The user's role changed after the secret was made.
+                _ => kv::get::<Role>(&key::role(&user.role))?.ok_or_else(ApiError::unauthorized)?,
+            };
+            let (user, role) = (Rc::new(user), Rc::new(role));
+            REMEMBER.with(|r| {
+                let mut r = r.borrow_mut();
+                r.retain(|m| m.hash != hash && m.epoch == epoch);
+                if r.len() >= REMEMBERED {
+                    r.remove(0);
+                }
+                r.push(Remembered { hash: hash.clone(), epoch, user: user.clone(), role: role.clone() });
+            });
+            (user, role)
+        }
     };
     Ok(Caller { account: record.account, user, role, dict: decode_dict(dictionary)? })
 }

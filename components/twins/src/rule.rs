@@ -37,7 +37,8 @@ pub struct Vars {
     pub account: Value,
     pub user: Value,
     pub role: Value,
-    pub now: Value,
+    /// Read from the clock the first time a rule asks for it.
+    pub now: std::cell::OnceCell<Value>,
     pub user_desc: Value,
     pub dict: Value,
     pub twin: Value,
@@ -62,7 +63,7 @@ impl Scope for Vars {
             "account" => &self.account,
             "user" => &self.user,
             "role" => &self.role,
-            "now" => &self.now,
+            "now" => self.now.get_or_init(|| Value::from(crate::clock::ts(crate::clock::now_ms()))),
             "USER" => &self.user_desc,
             "DICT" => &self.dict,
             "twin" => &self.twin,

@@ -182,6 +182,7 @@ pub fn update_role(c: &Caller, r: &str, call: &Call) -> ApiResult<Answer> {
     let mut w = Writes::new();
     w.put(key::role(&role.uuid), &role)?;
     w.commit()?;
+    crate::auth::users_or_roles_changed()?;
     Answer::ok(role.to_json())
 }
 
@@ -202,6 +203,7 @@ pub fn delete_role(c: &Caller, r: &str) -> ApiResult<Answer> {
     w.put(key::account_roles(&c.account), &list)?;
     w.delete(key::role(&role.uuid));
     w.commit()?;
+    crate::auth::users_or_roles_changed()?;
     Answer::ok(role.to_json())
 }
 
@@ -291,6 +293,7 @@ pub fn update_user(c: &Caller, u: &str, call: &Call) -> ApiResult<Answer> {
     user.updated = clock::now_ms();
     w.put(key::user(&user.uuid), &user)?;
     w.commit()?;
+    crate::auth::users_or_roles_changed()?;
     Answer::ok(user.to_json())
 }
 
@@ -309,5 +312,6 @@ pub fn delete_user(c: &Caller, u: &str) -> ApiResult<Answer> {
         w.delete(key::user_secret(&user.uuid));
     }
     w.commit()?;
+    crate::auth::users_or_roles_changed()?;
     Answer::ok(user.to_json())
 }
