@@ -41,9 +41,20 @@ pub struct Caller {
     pub role: Rc<Role>,
     /// `X-TrustedTwin`, decoded (rule variable `DICT`).
     pub dict: Value,
+    /// Records the route asked to read along with the secret (see
+    /// `authenticate`), by key.
+    prefetched: RefCell<Vec<(String, Option<Vec<u8>>)>>,
 }
 
 impl Caller {
+    /// A record read along with the secret, if the route asked for it and
+    /// this instance knew the caller's account in time. `None`: read it.
+    pub fn prefetched(&self, key: &str) -> Option<Option<Vec<u8>>> {
+        let mut p = self.prefetched.borrow_mut();
+        let at = p.iter().position(|(k, _)| k == key)?;
+        Some(p.swap_remove(at).1)
+    }
+
     /// Refuse with 403 unless the role's statement allows `action`.
     pub fn require(&self, action: &str) -> ApiResult<()> {
         if self.role.statement.allows(action) {
@@ -73,7 +84,11 @@ const AUTH_EPOCH: &str = "auth-epoch";
 const REMEMBERED: usize = 64;
 
 struct Remembered {
+    /// The secret itself, so that a known caller costs no hashing. It lives
+    /// only in this instance's memory, as the request that carried it did.
+    secret: String,
     hash: String,
+    account: String,
     epoch: u64,
     user: Rc<User>,
     role: Rc<Role>,
@@ -89,14 +104,26 @@ pub fn users_or_roles_changed() -> ApiResult<()> {
     kv::increment(AUTH_EPOCH).map(drop)
 }
 
-/// Authenticate a request by its `Authorization` header. The secret's
-/// record is read on every call (so a revoked or expired secret stops at
-/// once); its user and role come from this instance's memory while no user
-/// or role has changed since.
-pub fn authenticate(authorization: Option<&str>, dictionary: Option<&str>) -> ApiResult<Caller> {
+/// Authenticate a request by its `Authorization` header.
+///
+/// The secret's record is read on every call, so a revoked or expired
+/// secret stops at once; its user and role come from this instance's memory
+/// while no user or role has changed since. For a caller this instance
+/// knows, the records `prefetch(account)` names are read in the same store
+/// call (see `Caller::prefetched`).
+pub fn authenticate(
+    authorization: Option<&str>,
+    dictionary: Option<&str>,
+    prefetch: &dyn Fn(&str) -> Vec<String>,
+) -> ApiResult<Caller> {
     let secret = authorization.map(str::trim).filter(|s| !s.is_empty()).ok_or_else(ApiError::unauthorized)?;
-    let hash = ids::secret_hash(secret);
-    let mut found = kv::get_many_raw(&[key::secret(&hash), AUTH_EPOCH.to_string()])?.into_iter();
+    let known = REMEMBER.with(|r| r.borrow().iter().find(|m| m.secret == secret).map(|m| (m.hash.clone(), m.account.clone())));
+    let hash = known.as_ref().map(|(h, _)| h.clone()).unwrap_or_else(|| ids::secret_hash(secret));
+    let mut keys = vec![key::secret(&hash), AUTH_EPOCH.to_string()];
+    if let Some((_, account)) = &known {
+        keys.extend(prefetch(account));
+    }
+    let mut found = kv::get_many_raw(&keys)?.into_iter();
     let record: SecretRecord = match found.next().flatten() {
         Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| ApiError::storage(format!("secret record: {e}")))?,
         None => return Err(ApiError::unauthorized()),
@@ -110,6 +137,7 @@ pub fn authenticate(authorization: Option<&str>, dictionary: Option<&str>) -> Ap
         .and_then(|b| String::from_utf8(b).ok())
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(0);
+    let prefetched: Vec<(String, Option<Vec<u8>>)> = keys.into_iter().skip(2).zip(found).collect();
     let remembered = REMEMBER.with(|r| {
         r.borrow().iter().find(|m| m.hash == hash && m.epoch == epoch).map(|m| (m.user.clone(), m.role.clone()))
     });
@@ -130,12 +158,25 @@ pub fn authenticate(authorization: Option<&str>, dictionary: Option<&str>) -> Ap
                 if r.len() >= REMEMBERED {
                     r.remove(0);
                 }
-                r.push(Remembered { hash: hash.clone(), epoch, user: user.clone(), role: role.clone() });
+                r.push(Remembered {
+                    secret: secret.to_string(),
+                    hash: hash.clone(),
+                    account: record.account.clone(),
+                    epoch,
+                    user: user.clone(),
+                    role: role.clone(),
+                });
             });
             (user, role)
         }
     };
-    Ok(Caller { account: record.account, user, role, dict: decode_dict(dictionary)? })
+    Ok(Caller {
+        account: record.account,
+        user,
+        role,
+        dict: decode_dict(dictionary)?,
+        prefetched: RefCell::new(prefetched),
+    })
 }
 
 /// `X-TrustedTwin`: base64 of a JSON object.

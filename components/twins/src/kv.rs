@@ -38,6 +38,11 @@ fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> ApiResult<T> {
     serde_json::from_slice(bytes).map_err(|e| ApiError::storage(format!("record {key:?} is corrupt: {e}")))
 }
 
+/// A record read elsewhere (e.g. prefetched), decoded.
+pub fn decode_opt<T: DeserializeOwned>(key: &str, bytes: Option<Vec<u8>>) -> ApiResult<Option<T>> {
+    bytes.map(|b| decode(key, &b)).transpose()
+}
+
 /// The record at `key`, if any.
 pub fn get<T: DeserializeOwned>(key: &str) -> ApiResult<Option<T>> {
     match with_bucket(|b| b.get(key))? {

@@ -83,7 +83,11 @@ fn open(c: &Caller, t: &str, l: &str, writing: bool) -> ApiResult<Opened> {
         return Ok(Opened { twin, account, vars, ledger, lock });
     };
     let lock = if writing { Some(Lock::acquire(&key::ledger(t, &account))?) } else { None };
-    let (twin, ledger) = kv::get2::<Twin, Ledger>(&key::twin(t), &key::ledger(t, &account))?;
+    let (twin_key, ledger_key) = (key::twin(t), key::ledger(t, &account));
+    let (twin, ledger) = match (writing, c.prefetched(&twin_key), c.prefetched(&ledger_key)) {
+        (false, Some(twin), Some(ledger)) => (kv::decode_opt::<Twin>(&twin_key, twin)?, kv::decode_opt::<Ledger>(&ledger_key, ledger)?),
+        _ => kv::get2::<Twin, Ledger>(&twin_key, &ledger_key)?,
+    };
     let twin = twin.ok_or_else(|| ApiError::not_found("Twin"))?;
     let vars = twins::check_accessible(c, &twin)?;
     Ok(Opened { twin, account, vars, ledger: ledger.unwrap_or_default(), lock })
