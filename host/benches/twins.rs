@@ -562,7 +562,7 @@ mod baseline {
     }
 
     /// As in `history.rs`: expired values are looked for every this many appends.
-    const PRUNE_EVERY: u64 = 64;
+    const CHUNK: u64 = 32;
     const QUOTA_BYTES: usize = 64 * 1024;
 
     fn now_ms() -> i64 {
@@ -652,7 +652,12 @@ mod baseline {
                     timeseries: None, publish: None, created: now, updated: now, changed: now, hnext: 1, hlow: 0,
                 })]),
             })?),
-            (history_key(twin, account, "reading", 0), serde_json::to_vec(&(now, 0))?),
+            (history_key(twin, account, "reading", 0), {
+                let mut chunk = now.to_le_bytes().to_vec();
+                chunk.extend_from_slice(&1u32.to_le_bytes());
+                chunk.extend_from_slice(b"0");
+                chunk
+            }),
         ];
         store.write(BUCKET, &records, &[])?;
         Ok(())
@@ -757,20 +762,23 @@ mod baseline {
             Ok((200, render(&ledger, &names)?))
         }
 
-        /// Append the value to the history; every PRUNE_EVERY appends read
-        /// the oldest batch, as the component's pruning does (nothing expires
-        /// under "INF", so it stops at the first item).
+        /// Append the value to the history as the component does: values in
+        /// chunks of CHUNK per record (8-byte time, 4-byte length, JSON), the
+        /// newest chunk read and rewritten; a new chunk reads the oldest one,
+        /// as pruning does (nothing expires under "INF").
         fn record(&self, sets: &mut Vec<(String, Vec<u8>)>, t: &str, a: &str, name: &str, entry: &mut Entry, now: i64) -> Result<(), AnyError> {
             let (Some(_), EntryKind::Value { value }) = (&entry.history, &entry.kind) else { return Ok(()) };
-            // The host's history item: 8-byte time, then the value's JSON.
-            let mut item = now.to_le_bytes().to_vec();
-            serde_json::to_writer(&mut item, value)?;
-            sets.push((history_key(t, a, name, entry.hnext), item));
+            let seq = entry.hnext;
+            let key = history_key(t, a, name, seq / CHUNK);
+            let mut chunk = if seq % CHUNK == 0 { Vec::new() } else { self.store.get(BUCKET, &key)?.unwrap_or_default() };
+            let json = serde_json::to_vec(value)?;
+            chunk.extend_from_slice(&now.to_le_bytes());
+            chunk.extend_from_slice(&(json.len() as u32).to_le_bytes());
+            chunk.extend_from_slice(&json);
+            sets.push((key, chunk));
             entry.hnext += 1;
-            if entry.hnext % PRUNE_EVERY == 0 {
-                let keys: Vec<String> = (entry.hlow..entry.hlow + PRUNE_EVERY).map(|s| history_key(t, a, name, s)).collect();
-                let oldest = self.store.get_many(BUCKET, &keys)?;
-                let _kept = oldest.first().cloned().flatten().and_then(|b| b.get(..8).map(|t| i64::from_le_bytes(t.try_into().unwrap_or_default())));
+            if seq % CHUNK == 0 && seq > 0 {
+                let _oldest = self.store.get(BUCKET, &history_key(t, a, name, entry.hlow / CHUNK))?;
             }
             Ok(())
         }

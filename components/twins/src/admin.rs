@@ -127,14 +127,14 @@ fn seed() -> Result<StoredDemo, AdminError> {
     let this_hour = now - now.rem_euclid(HOUR_MS);
     for (i, (_, sn, _)) in STATIONS.iter().enumerate() {
         let mut e = entry(Value::Null, Some("1M".into()), this_hour);
-        for k in 0..DEMO_HOURS {
-            let at = this_hour - (DEMO_HOURS - 1 - k) as i64 * HOUR_MS;
-            let v = json!(temperature(i, at / HOUR_MS));
-            w.put_raw(key::history(&twin.uuid, &creds.account, sn, k), history::item(at, &v)?);
-            e.kind = EntryKind::Value { value: v };
-        }
-        e.hnext = DEMO_HOURS;
-        e.hlast = this_hour;
+        let values: Vec<(i64, Value)> = (0..DEMO_HOURS)
+            .map(|k| {
+                let at = this_hour - (DEMO_HOURS - 1 - k) as i64 * HOUR_MS;
+                (at, json!(temperature(i, at / HOUR_MS)))
+            })
+            .collect();
+        history::seed(&mut w, &twin.uuid, &creds.account, sn, &mut e, &values)?;
+        e.kind = EntryKind::Value { value: values.last().map(|(_, v)| v.clone()).unwrap_or(Value::Null) };
         ledger.entries.insert((*sn).to_string(), e);
     }
     w.put(key::ledger(&twin.uuid, &creds.account), &ledger)?;

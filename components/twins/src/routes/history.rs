@@ -1,6 +1,7 @@
-//! Entry history: one store record per value change
-//! (`h:{twin}:{account}:{entry}:{seq}`), so appending is one more key in
-//! the write's `set-many`, and reading the newest N costs N keys whatever
+//! Entry history, in chunks of `CHUNK` values per store record
+//! (`h:{twin}:{account}:{entry}:{chunk}`, chunk = sequence number / CHUNK).
+//! Appending rewrites the newest chunk inside the write's `set-many`;
+//! reading the newest N values costs about N / CHUNK + 1 records whatever
 //! the history's length.
 
 use crate::auth::Caller;
@@ -16,8 +17,8 @@ use serde_json::{json, Value};
 const DAY_MS: i64 = 86_400_000;
 /// Most values one read returns, and the default.
 const MAX_LIMIT: usize = 100;
-/// Expired values are dropped every this many appends.
-const PRUNE_EVERY: u64 = 64;
+/// Values per store record.
+const CHUNK: u64 = 32;
 const NOT_ACCESSIBLE: &str = "Entry not accessible.";
 
 /// A retention string (`^([1-9][0-9]{0,2}[DWMY]|INF)$`) as milliseconds;
@@ -50,49 +51,93 @@ fn cutoff(entry: &Entry, now: i64) -> i64 {
     }
 }
 
-/// A stored history value: its time (8 bytes, little-endian milliseconds)
-/// then its JSON text, so a read splices the text into the answer without
-/// parsing it.
-pub fn item(at: i64, value: &Value) -> ApiResult<Vec<u8>> {
-    let mut bytes = at.to_le_bytes().to_vec();
-    serde_json::to_writer(&mut bytes, value).map_err(ApiError::storage)?;
-    Ok(bytes)
+/// One stored history value: its time (8 bytes, little-endian
+/// milliseconds), the length of its JSON text (4 bytes) and the text, so a
+/// read splices the text into the answer without parsing it.
+pub fn push_item(chunk: &mut Vec<u8>, at: i64, value: &Value) -> ApiResult<()> {
+    let json = serde_json::to_vec(value).map_err(ApiError::storage)?;
+    let len = u32::try_from(json.len()).map_err(|_| ApiError::storage("history value too large"))?;
+    chunk.extend_from_slice(&at.to_le_bytes());
+    chunk.extend_from_slice(&len.to_le_bytes());
+    chunk.extend_from_slice(&json);
+    Ok(())
 }
 
-/// A stored history value's time and JSON text.
-fn parse_item(bytes: &[u8]) -> Option<(i64, &str)> {
-    let (time, json) = bytes.split_first_chunk::<8>()?;
-    Some((i64::from_le_bytes(*time), std::str::from_utf8(json).ok()?))
+/// The values of a chunk, oldest first.
+fn items(chunk: &[u8]) -> Vec<(i64, &str)> {
+    let mut out = Vec::new();
+    let mut rest = chunk;
+    while let Some((time, tail)) = rest.split_first_chunk::<8>() {
+        let Some((len, tail)) = tail.split_first_chunk::<4>() else { break };
+        let len = u32::from_le_bytes(*len) as usize;
+        let Some((json, tail)) = (tail.len() >= len).then(|| tail.split_at(len)) else { break };
+        if let Ok(text) = std::str::from_utf8(json) {
+            out.push((i64::from_le_bytes(*time), text));
+        }
+        rest = tail;
+    }
+    out
 }
 
 /// Append the entry's current value to its history, if it keeps one.
 pub fn record(w: &mut Writes, t: &str, a: &str, name: &str, entry: &mut Entry, now: i64) -> ApiResult<()> {
     let (Some(_), EntryKind::Value { value }) = (&entry.history, &entry.kind) else { return Ok(()) };
     let at = now.max(entry.hlast + 1);
-    w.put_raw(key::history(t, a, name, entry.hnext), item(at, value)?);
+    let seq = entry.hnext;
+    let chunk_key = key::history(t, a, name, seq / CHUNK);
+    // The newest chunk is read under the ledger's lock, so no append is lost.
+    let mut chunk = if seq % CHUNK == 0 {
+        Vec::new()
+    } else {
+        kv::get_many_raw(std::slice::from_ref(&chunk_key))?.pop().flatten().unwrap_or_default()
+    };
+    push_item(&mut chunk, at, value)?;
+    w.put_raw(chunk_key, chunk);
     entry.hnext += 1;
     entry.hlast = at;
     entry.changed = at;
-    if entry.hnext % PRUNE_EVERY == 0 {
+    if seq % CHUNK == 0 {
         prune(w, t, a, name, entry, now)?;
     }
     Ok(())
 }
 
-/// Drop values older than the retention window, oldest first.
+/// Write a whole history at once (demo data): `values` oldest first.
+pub fn seed(w: &mut Writes, t: &str, a: &str, name: &str, entry: &mut Entry, values: &[(i64, Value)]) -> ApiResult<()> {
+    for (i, part) in values.chunks(CHUNK as usize).enumerate() {
+        let mut chunk = Vec::new();
+        for (at, v) in part {
+            push_item(&mut chunk, *at, v)?;
+        }
+        w.put_raw(key::history(t, a, name, i as u64), chunk);
+    }
+    entry.hlow = 0;
+    entry.hnext = values.len() as u64;
+    if let Some((at, _)) = values.last() {
+        entry.hlast = *at;
+    }
+    Ok(())
+}
+
+/// Drop whole chunks older than the retention window, oldest first (a chunk
+/// partly inside the window stays; reads filter by time).
 fn prune(w: &mut Writes, t: &str, a: &str, name: &str, entry: &mut Entry, now: i64) -> ApiResult<()> {
     let cut = cutoff(entry, now);
-    while entry.hlow < entry.hnext {
-        let upto = (entry.hlow + PRUNE_EVERY).min(entry.hnext);
-        let keys: Vec<String> = (entry.hlow..upto).map(|s| key::history(t, a, name, s)).collect();
-        for (k, raw) in keys.iter().zip(kv::get_many_raw(&keys)?) {
-            let at = raw.as_deref().and_then(parse_item).map(|(at, _)| at);
-            if at.is_some_and(|at| at >= cut) {
-                return Ok(());
-            }
-            w.delete(k.clone());
-            entry.hlow += 1;
+    if cut == i64::MIN {
+        return Ok(());
+    }
+    // The chunk being written is never dropped.
+    let newest = (entry.hnext - 1) / CHUNK;
+    while entry.hlow / CHUNK < newest {
+        let c = entry.hlow / CHUNK;
+        let k = key::history(t, a, name, c);
+        let raw = kv::get_many_raw(std::slice::from_ref(&k))?.pop().flatten();
+        let last = raw.as_deref().map(items).and_then(|i| i.last().map(|(at, _)| *at));
+        if last.is_some_and(|at| at >= cut) {
+            break;
         }
+        w.delete(k);
+        entry.hlow = (c + 1) * CHUNK;
     }
     Ok(())
 }
@@ -108,8 +153,11 @@ pub fn set_retention(entry: &mut Entry, retention: Option<String>) {
 
 /// Drop a deleted entry's history.
 pub fn forget(w: &mut Writes, t: &str, a: &str, name: &str, entry: &Entry) {
-    for seq in entry.hlow..entry.hnext {
-        w.delete(key::history(t, a, name, seq));
+    if entry.hnext == 0 {
+        return;
+    }
+    for c in entry.hlow / CHUNK..=(entry.hnext - 1) / CHUNK {
+        w.delete(key::history(t, a, name, c));
     }
 }
 
@@ -158,47 +206,70 @@ pub fn get(c: &Caller, t: &str, l: &str, call: &Call) -> ApiResult<Answer> {
 fn newest(out: &mut String, t: &str, a: &str, name: &str, e: &Entry, ge: i64, le: i64, limit: usize) -> ApiResult<()> {
     out.push('{');
     let mut count = 0;
-    let mut top = e.hnext;
-    if le != i64::MAX {
-        top = first_after(t, a, name, e, le)?;
-    }
-    'pages: while top > e.hlow && count < limit {
-        let low = top.saturating_sub((limit - count) as u64).max(e.hlow);
-        let keys: Vec<String> = (low..top).rev().map(|s| key::history(t, a, name, s)).collect();
-        for raw in kv::get_many_raw(&keys)? {
-            let Some((at, value)) = raw.as_deref().and_then(parse_item) else { continue };
-            if at < ge {
-                break 'pages;
-            }
-            if at <= le && count < limit {
-                if count > 0 {
-                    out.push(',');
+    // Sequence numbers below `top` are candidates.
+    let top = if le == i64::MAX { e.hnext } else { first_after(t, a, name, e, le)? };
+    let mut next_chunk = if top > e.hlow { Some((top - 1) / CHUNK) } else { None };
+    'reading: while let Some(newest_chunk) = next_chunk {
+        if count >= limit {
+            break;
+        }
+        // Enough chunks for what is still wanted, plus one for a partial
+        // newest chunk.
+        let wanted = ((limit - count) as u64).div_ceil(CHUNK) + 1;
+        let oldest_chunk = newest_chunk.saturating_sub(wanted - 1).max(e.hlow / CHUNK);
+        let keys: Vec<String> = (oldest_chunk..=newest_chunk).rev().map(|c| key::history(t, a, name, c)).collect();
+        for (c, raw) in (oldest_chunk..=newest_chunk).rev().zip(kv::get_many_raw(&keys)?) {
+            let Some(raw) = raw else { continue };
+            for (i, (at, value)) in items(&raw).into_iter().enumerate().rev() {
+                let seq = c * CHUNK + i as u64;
+                if seq >= top || seq < e.hlow {
+                    continue;
                 }
-                out.push('"');
-                out.push_str(&python_float(at));
-                out.push_str("\":");
-                out.push_str(value);
-                count += 1;
+                if at < ge || count >= limit {
+                    break 'reading;
+                }
+                if at <= le {
+                    if count > 0 {
+                        out.push(',');
+                    }
+                    out.push('"');
+                    out.push_str(&python_float(at));
+                    out.push_str("\":");
+                    out.push_str(value);
+                    count += 1;
+                }
             }
         }
-        top = low;
+        next_chunk = oldest_chunk.checked_sub(1).filter(|c| (c + 1) * CHUNK > e.hlow);
     }
     out.push('}');
     Ok(())
 }
 
 /// The lowest sequence number whose value is newer than `le` (history times
-/// only grow), by binary search over the stored keys.
+/// only grow): a binary search over chunks by their newest value, then a
+/// scan of one chunk.
 fn first_after(t: &str, a: &str, name: &str, e: &Entry, le: i64) -> ApiResult<u64> {
-    let (mut lo, mut hi) = (e.hlow, e.hnext);
+    if e.hnext == 0 {
+        return Ok(0);
+    }
+    let chunk = |c: u64| -> ApiResult<Vec<u8>> {
+        Ok(kv::get_many_raw(&[key::history(t, a, name, c)])?.pop().flatten().unwrap_or_default())
+    };
+    let (mut lo, mut hi) = (e.hlow / CHUNK, (e.hnext - 1) / CHUNK + 1);
+    // The first chunk whose newest value is after `le`.
     while lo < hi {
         let mid = lo + (hi - lo) / 2;
-        let raw = kv::get_many_raw(&[key::history(t, a, name, mid)])?.pop().flatten();
-        let at = raw.as_deref().and_then(parse_item).map(|(at, _)| at);
-        match at {
+        let newest = items(&chunk(mid)?).last().map(|(at, _)| *at);
+        match newest {
             Some(at) if at > le => hi = mid,
             _ => lo = mid + 1,
         }
     }
-    Ok(lo)
+    if lo * CHUNK >= e.hnext {
+        return Ok(e.hnext);
+    }
+    let raw = chunk(lo)?;
+    let i = items(&raw).iter().position(|(at, _)| *at > le).unwrap_or(CHUNK as usize);
+    Ok((lo * CHUNK + i as u64).min(e.hnext))
 }
