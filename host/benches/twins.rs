@@ -529,7 +529,7 @@ mod baseline {
     }
 
     #[derive(Serialize, Deserialize, Clone, PartialEq)]
-    #[serde(tag = "type", rename_all = "lowercase")]
+    #[serde(rename_all = "lowercase")]
     enum EntryKind {
         Value { value: Value },
         Reference { source: String },

@@ -18,7 +18,7 @@ use wasmtime_wasi_http::WasiHttpView;
 
 /// Accept connections until the task is dropped.
 pub async fn serve(runtime: Arc<Runtime>, listener: TcpListener) -> Result<()> {
-    runtime.http_entry().context("no component exports wasi:http/incoming-handler")?;
+    runtime.http_entry("/").context("no component exports wasi:http/incoming-handler")?;
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -45,14 +45,15 @@ pub async fn serve(runtime: Arc<Runtime>, listener: TcpListener) -> Result<()> {
 
 async fn handle(runtime: Arc<Runtime>, req: hyper::Request<Incoming>) -> Result<hyper::Response<HyperOutgoingBody>> {
     let permit = runtime.admit().await;
-    let pool = runtime.http_entry().context("no HTTP entry component")?;
+    let path = req.uri().path().to_string();
+    let pool = runtime.http_entry(&path).context("no HTTP entry component")?;
     let mut instance = pool.take().await?;
     let (sender, receiver) = tokio::sync::oneshot::channel();
     let req = instance.store.data_mut().new_incoming_request(Scheme::Http, req)?;
     let out = instance.store.data_mut().new_response_outparam(sender)?;
     let task = tokio::spawn(async move {
         instance.proxy.wasi_http_incoming_handler().call_handle(&mut instance.store, req, out).await?;
-        if let Some(pool) = runtime.http_entry() {
+        if let Some(pool) = runtime.http_entry(&path) {
             pool.give_back(instance);
         }
         drop(permit);

@@ -130,6 +130,12 @@ pub struct ServeArgs {
     #[arg(long, env = "TWINLATTICE_FSYNC", default_value_t = true, action = clap::ArgAction::Set)]
     fsync: bool,
 
+    /// Which HTTP component serves which paths, by first path segment:
+    /// `component:segment,segment;…`. The HTTP component not named here (the
+    /// gateway) serves the rest.
+    #[arg(long, env = "TWINLATTICE_HTTP_ROUTES", default_value = settings::DEFAULT_HTTP_ROUTES)]
+    http_routes: String,
+
     /// Largest request body accepted; larger ones get 413.
     #[arg(long, env = "TWINLATTICE_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     max_body_bytes: usize,

@@ -69,3 +69,8 @@ pub fn default_components_dir() -> PathBuf {
         .and_then(|exe| exe.parent().map(|p| p.join("components")))
         .unwrap_or_else(|| PathBuf::from("components"))
 }
+
+/// The twin API's paths (Trusted Twin's families) go to the twins
+/// component's own HTTP face; everything else to the gateway.
+pub const DEFAULT_HTTP_ROUTES: &str = "twins:whoami,account,roles,users,secrets,token,twins,resolve,trace,\
+batches,cache,download,log,notifications,usage,stickers";

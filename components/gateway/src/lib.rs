@@ -13,12 +13,12 @@ mod bindings {
 
 mod aas_api;
 mod broker_api;
+#[path = "../../shared/http_io.rs"]
 mod http_io;
 mod ids;
 mod query;
 mod result_body;
 mod ric_api;
-mod twin_api;
 
 use bindings::exports::wasi::http::incoming_handler::Guest;
 use bindings::wasi::config::store as config;
@@ -89,9 +89,6 @@ fn dispatch(req: &mut Request, path: &str) -> Result<Response, ApiError> {
     }
     if let Some(answer) = broker_api::route(req, path) {
         return answer;
-    }
-    if let Some(answer) = twin_api::route(req, path) {
-        return Ok(answer);
     }
     let (prefix, rest) = match path.strip_prefix("/api/v3.0") {
         Some(rest) if rest.is_empty() || rest.starts_with('/') => ("/api/v3.0", rest),

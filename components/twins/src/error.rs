@@ -8,8 +8,6 @@ use crate::ids;
 #[repr(u32)]
 pub enum Subcode {
     Unauthorized = 401000,
-    /// Answered by the gateway, which sees the raw bytes.
-    #[allow(dead_code)]
     InvalidCharacters = 400314,
     QuotaViolation = 400141,
     NotAValidJson = 400415,

@@ -20,6 +20,11 @@ mod admin;
 mod auth;
 mod clock;
 mod error;
+mod http_face;
+// Shared with the gateway, which uses all of it.
+#[allow(dead_code)]
+#[path = "../../shared/http_io.rs"]
+mod http_io;
 mod ids;
 mod kv;
 mod model;
@@ -134,21 +139,26 @@ fn dispatch(method: Method, path: &[String], call: &Call) -> ApiResult<Answer> {
 pub(crate) struct Component;
 
 impl Api for Component {
-    fn handle(mut request: Request) -> Response {
-        let call = Call::new(&mut request);
-        match dispatch(request.method, &request.path, &call) {
-            Ok(Answer { status, body: Body::Json(v) }) => Response { status, body: v.to_string() },
-            Ok(Answer { status, body: Body::Text(text) }) => Response { status, body: text },
-            Err(e) => {
-                if e.subcode == Subcode::General {
-                    bindings::wasi::logging::logging::log(
-                        bindings::wasi::logging::logging::Level::Error,
-                        "twins",
-                        &e.description,
-                    );
-                }
-                Response { status: e.status(), body: e.body() }
+    fn handle(request: Request) -> Response {
+        serve(request)
+    }
+}
+
+/// Serve one decoded call (from the `api` export or the HTTP face).
+pub(crate) fn serve(mut request: Request) -> Response {
+    let call = Call::new(&mut request);
+    match dispatch(request.method, &request.path, &call) {
+        Ok(Answer { status, body: Body::Json(v) }) => Response { status, body: v.to_string() },
+        Ok(Answer { status, body: Body::Text(text) }) => Response { status, body: text },
+        Err(e) => {
+            if e.subcode == Subcode::General {
+                bindings::wasi::logging::logging::log(
+                    bindings::wasi::logging::logging::Level::Error,
+                    "twins",
+                    &e.description,
+                );
             }
+            Response { status: e.status(), body: e.body() }
         }
     }
 }

@@ -202,7 +202,9 @@ impl Twin {
 
 /// What an entry holds: its own value, or where to read one.
 #[derive(Serialize, Deserialize, Clone, PartialEq)]
-#[serde(tag = "type", rename_all = "lowercase")]
+// Externally tagged (`{"value": {...}}`): decoding an internally tagged
+// enum buffers every entry's content first, on the hottest read path.
+#[serde(rename_all = "lowercase")]
 pub enum EntryKind {
     Value { value: Value },
     Reference { source: String },

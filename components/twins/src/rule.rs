@@ -23,6 +23,16 @@ pub fn holds(source: &str, vars: &Vars) -> bool {
     rule.is_some_and(|r| r.is_true(vars))
 }
 
+/// The truth of a rule that reads no variable (`"true"`, `1 == 1`), so
+/// callers can skip building the variables; `None` if it reads any.
+pub fn constant(source: &str) -> Option<bool> {
+    let rule = CACHE.with(|c| c.borrow_mut().get_or_parse(source).ok())?;
+    if rule.variables().next().is_some() {
+        return None;
+    }
+    Some(rule.is_true(&Vars::default()))
+}
+
 /// Whether a rule mentions `variable` (so callers build `LEDGER` only when
 /// it is used).
 pub fn uses(source: &str, variable: &str) -> bool {

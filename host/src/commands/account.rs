@@ -101,6 +101,7 @@ async fn run(target: Target, func: &str, path: &str, body: serde_json::Value, pa
                 outbound: Default::default(),
                 extra_components: vec![crate::runtime::policy_file(&target.runtime.components_dir, &target.runtime.policy)],
                 config: Vec::new(),
+                http_routes: crate::settings::DEFAULT_HTTP_ROUTES.to_string(),
             };
             let runtime = Runtime::start(&options).await?;
             call_admin(&runtime, func, &params).await?

@@ -53,6 +53,7 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
         outbound,
         config,
         extra_components: vec![crate::runtime::policy_file(&args.runtime.components_dir, &args.runtime.policy)],
+        http_routes: args.http_routes.clone(),
     };
     let runtime = Arc::new(Runtime::start(&options).await?);
 

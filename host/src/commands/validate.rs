@@ -20,6 +20,7 @@ pub async fn run(args: ValidateArgs) -> Result<ExitCode> {
         outbound: Default::default(),
         extra_components: vec![crate::runtime::policy_file(&args.runtime.components_dir, &args.runtime.policy)],
         config: Vec::new(),
+        http_routes: crate::settings::DEFAULT_HTTP_ROUTES.to_string(),
     };
     let runtime = Runtime::start(&options).await;
     let _ = std::fs::remove_dir_all(&scratch);

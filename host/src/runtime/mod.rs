@@ -50,6 +50,9 @@ pub struct RuntimeOptions {
     pub fsync: bool,
     /// What the host's delivery side of the bridges needs.
     pub outbound: Arc<outbound::OutboundCtx>,
+    /// Which HTTP entry component serves which first path segment (see
+    /// `HttpRoutes::new`).
+    pub http_routes: String,
     /// Components to load besides those in `components_dir` (the routing
     /// policy chosen from `components_dir/policies/`).
     pub extra_components: Vec<PathBuf>,
@@ -70,7 +73,9 @@ pub struct Runtime {
     factory: Arc<StateFactory>,
     /// Project interface → the component serving it now.
     slots: Slots,
-    http: Option<http_pool::HttpPool>,
+    /// HTTP entry components by name, and which serves which path.
+    http: HashMap<String, http_pool::HttpPool>,
+    http_routes: HttpRoutes,
     components: std::sync::Mutex<Vec<String>>,
     /// Serialises swaps, so two at once cannot interleave their checks.
     swapping: tokio::sync::Mutex<()>,
@@ -114,6 +119,44 @@ fn component_files(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
+/// Which HTTP entry component serves which path: by the path's first
+/// segment, else the default one. (On a lattice, the http-server provider's
+/// path routing does the same.)
+pub struct HttpRoutes {
+    by_segment: HashMap<String, String>,
+    default: String,
+}
+
+impl HttpRoutes {
+    /// `spec`: `component:segment,segment;component:…`; one HTTP component
+    /// not named in it is the default. Routes to components that are not
+    /// loaded are dropped.
+    fn new(spec: &str, http: &HashMap<String, http_pool::HttpPool>) -> Result<HttpRoutes> {
+        let mut by_segment = HashMap::new();
+        for part in spec.split(';').map(str::trim).filter(|p| !p.is_empty()) {
+            let (component, segments) = part.split_once(':').with_context(|| format!("bad HTTP route {part:?} (want component:segment,…)"))?;
+            if !http.contains_key(component) {
+                continue;
+            }
+            for segment in segments.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                by_segment.insert(segment.to_string(), component.to_string());
+            }
+        }
+        let mut unrouted = http.keys().filter(|c| !by_segment.values().any(|v| v == *c));
+        let default = match (unrouted.next(), unrouted.next()) {
+            (Some(d), None) => d.clone(),
+            (None, _) => by_segment.values().next().cloned().unwrap_or_default(),
+            (Some(a), Some(b)) => bail!("HTTP components {a} and {b} both lack routes; say which paths each serves"),
+        };
+        Ok(HttpRoutes { by_segment, default })
+    }
+
+    fn component_for(&self, path: &str) -> &str {
+        let first = path.trim_start_matches('/').split(['/', '?']).next().unwrap_or("");
+        self.by_segment.get(first).unwrap_or(&self.default)
+    }
+}
+
 impl Runtime {
     pub async fn start(options: &RuntimeOptions) -> Result<Runtime> {
         let engine = engine::new_engine()?;
@@ -137,7 +180,7 @@ impl Runtime {
         }
         let ordered = linking::dependency_order(loaded)?;
         let mut slots: Slots = HashMap::new();
-        let mut http = None;
+        let mut http = HashMap::new();
         let mut components = Vec::new();
         for l in &ordered {
             let mut linker = base_linker(&engine)?;
@@ -156,10 +199,7 @@ impl Runtime {
                 }
             }
             if let Ok(proxy) = ProxyPre::new(pre) {
-                if http.is_some() {
-                    bail!("two components export wasi:http/incoming-handler; {} is the second", l.name);
-                }
-                http = Some(http_pool::HttpPool::new(l.name.clone(), proxy, factory.clone()));
+                http.insert(l.name.to_string(), http_pool::HttpPool::new(l.name.clone(), proxy, factory.clone()));
             }
             tracing::info!(component = %l.name, imports = ?l.imports.keys().collect::<Vec<_>>(), exports = ?l.exports, "component linked");
             components.push(l.name.to_string());
@@ -169,6 +209,7 @@ impl Runtime {
             engine,
             factory,
             slots,
+            http_routes: HttpRoutes::new(&options.http_routes, &http)?,
             http,
             components: std::sync::Mutex::new(components),
             swapping: tokio::sync::Mutex::new(()),
@@ -252,8 +293,9 @@ impl Runtime {
     }
 
     /// Warm instances of the HTTP entry component, if one was loaded.
-    pub fn http_entry(&self) -> Option<&http_pool::HttpPool> {
-        self.http.as_ref()
+    /// The HTTP entry component that serves `path`.
+    pub fn http_entry(&self, path: &str) -> Option<&http_pool::HttpPool> {
+        self.http.get(self.http_routes.component_for(path))
     }
 
     /// Call `interface#func` on a warm instance of the component exporting

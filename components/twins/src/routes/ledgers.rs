@@ -344,11 +344,25 @@ pub fn visible_names(
     wanted: Option<&[String]>,
     keep: impl Fn(&Entry) -> bool,
 ) -> Vec<String> {
+    let wanted_and_kept = |name: &String, entry: &Entry| wanted.is_none_or(|w| w.iter().any(|x| x == name)) && keep(entry);
+    // Own ledger and an entry rule that reads nothing: no per-entry variables.
+    if account == c.account {
+        let all = match c.role.entry_rule.as_deref() {
+            None => Some(true),
+            Some(r) => rule::constant(r),
+        };
+        if let Some(all) = all {
+            if !all {
+                return Vec::new();
+            }
+            return ledger.entries.iter().filter(|(n, e)| wanted_and_kept(n, e)).map(|(n, _)| n.clone()).collect();
+        }
+    }
     let needs_values = access::entry_rules_use_ledger(c, ledger);
     access::set_ledger(vars, account, ledger, needs_values);
     let mut out = Vec::new();
     for (name, entry) in &ledger.entries {
-        if wanted.is_some_and(|w| !w.iter().any(|x| x == name)) || !keep(entry) {
+        if !wanted_and_kept(name, entry) {
             continue;
         }
         access::set_entry(vars, name, entry);
