@@ -548,6 +548,7 @@ def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
         text=True,
         timeout=timeout,
         cwd=str(REPO_ROOT),
+        stdin=subprocess.DEVNULL,
     )
 
 

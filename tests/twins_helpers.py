@@ -25,7 +25,7 @@ from typing import Any, Callable
 import requests
 from trustedtwin.tt_api import TTRESTService
 
-from conftest import REPO_ROOT, require_binary, require_running
+from conftest import require_running, run_cli
 
 HTTP_TIMEOUT = float(os.environ.get("TWINLATTICE_HTTP_TIMEOUT", "30"))
 CLI_TIMEOUT = 120
@@ -75,14 +75,7 @@ def admin_url(server) -> str:
 
 
 def run_twinlattice(*args: str, timeout: float = CLI_TIMEOUT) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [str(require_binary()), *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=str(REPO_ROOT),
-        stdin=subprocess.DEVNULL,
-    )
+    return run_cli(*args, timeout=timeout)
 
 
 def _one_json_object(p: subprocess.CompletedProcess, what: str) -> dict:

@@ -34,7 +34,7 @@ const DEFAULT_MAX_BODY: usize = 1024 * 1024;
 pub struct Request {
     pub method: String,
     pub query: String,
-    pub(crate) incoming: IncomingRequest,
+    incoming: IncomingRequest,
 }
 
 impl Request {

@@ -26,7 +26,21 @@ impl From<ApiError> for MirrorError {
     }
 }
 
+thread_local! {
+    /// The registry's account never changes once made: read it once.
+    static REGISTRY_ACCOUNT: std::cell::OnceCell<String> = const { std::cell::OnceCell::new() };
+}
+
 fn registry_account() -> Result<String, MirrorError> {
+    if let Some(a) = REGISTRY_ACCOUNT.with(|c| c.get().cloned()) {
+        return Ok(a);
+    }
+    let account = find_or_create_registry_account()?;
+    REGISTRY_ACCOUNT.with(|c| c.get_or_init(|| account.clone()).clone());
+    Ok(account)
+}
+
+fn find_or_create_registry_account() -> Result<String, MirrorError> {
     if let Some(a) = kv::get::<String>("registry-account")? {
         return Ok(a);
     }
@@ -88,19 +102,7 @@ fn set_entry(w: &mut Writes, twin: &str, account: &str, ledger: &mut Ledger, nam
             }
         }
         None => {
-            let mut entry = Entry {
-                kind: EntryKind::Value { value },
-                visibility: Some(PUBLIC.into()),
-                history: Some(RETENTION.into()),
-                timeseries: None,
-                publish: None,
-                created: now,
-                updated: now,
-                changed: now,
-                hnext: 0,
-                hlow: 0,
-                hlast: 0,
-            };
+            let mut entry = Entry::value(value, Some(PUBLIC.into()), Some(RETENTION.into()), now);
             history::record(w, twin, account, name, &mut entry, now)?;
             ledger.entries.insert(name.into(), entry);
         }

@@ -110,23 +110,10 @@ fn seed() -> Result<StoredDemo, AdminError> {
     let mut ledger = Ledger::default();
     let meters: Vec<Value> = STATIONS.iter().map(|(id, sn, place)| json!({"id": id, "serial": sn, "place": place})).collect();
     let public = Some("true".to_string());
-    let entry = |value: Value, history: Option<String>, changed: i64| Entry {
-        kind: EntryKind::Value { value },
-        visibility: public.clone(),
-        history,
-        timeseries: None,
-        publish: None,
-        created: now,
-        updated: now,
-        changed,
-        hnext: 0,
-        hlow: 0,
-        hlast: 0,
-    };
-    ledger.entries.insert("meters".into(), entry(Value::Array(meters), None, now));
+    ledger.entries.insert("meters".into(), Entry::value(Value::Array(meters), public.clone(), None, now));
     let this_hour = now - now.rem_euclid(HOUR_MS);
     for (i, (_, sn, _)) in STATIONS.iter().enumerate() {
-        let mut e = entry(Value::Null, Some("1M".into()), this_hour);
+        let mut e = Entry { changed: this_hour, ..Entry::value(Value::Null, public.clone(), Some("1M".into()), now) };
         let values: Vec<(i64, Value)> = (0..DEMO_HOURS)
             .map(|k| {
                 let at = this_hour - (DEMO_HOURS - 1 - k) as i64 * HOUR_MS;
@@ -188,19 +175,7 @@ fn bulk(account: &str, count: u32, entries: u32) -> Result<Vec<String>, AdminErr
         };
         let mut ledger = Ledger::default();
         for i in 0..entries {
-            ledger.entries.insert(format!("e{i}"), Entry {
-                kind: EntryKind::Value { value: json!(i) },
-                visibility: None,
-                history: None,
-                timeseries: None,
-                publish: None,
-                created: now,
-                updated: now,
-                changed: now,
-                hnext: 0,
-                hlow: 0,
-                hlast: 0,
-            });
+            ledger.entries.insert(format!("e{i}"), Entry::value(json!(i), None, None, now));
         }
         w.put(key::twin(&twin.uuid), &twin)?;
         w.put(key::twin_index(account, seq), &twin.uuid)?;

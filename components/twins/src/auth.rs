@@ -144,13 +144,8 @@ pub fn authenticate(
     let (user, role) = match remembered {
         Some(pair) => pair,
         None => {
-            let (user, role) = kv::get2::<User, Role>(&key::user(&record.user), &key::role(&record.role))?;
-            let user = user.ok_or_else(ApiError::unauthorized)?;
-            let role = match role {
-                Some(r) if r.uuid == user.role => r,
-                // The user's role changed after the secret was made.
-                _ => kv::get::<Role>(&key::role(&user.role))?.ok_or_else(ApiError::unauthorized)?,
-            };
+            let user: User = kv::get(&key::user(&record.user))?.ok_or_else(ApiError::unauthorized)?;
+            let role: Role = kv::get(&key::role(&user.role))?.ok_or_else(ApiError::unauthorized)?;
             let (user, role) = (Rc::new(user), Rc::new(role));
             REMEMBER.with(|r| {
                 let mut r = r.borrow_mut();

@@ -60,6 +60,12 @@ pub fn get_many_raw(keys: &[String]) -> ApiResult<Vec<Option<Vec<u8>>>> {
     Ok(found.into_iter().map(|kv| kv.map(|(_, v)| v)).collect())
 }
 
+/// The records at `keys` that exist, in order, in one call.
+pub fn get_all<T: DeserializeOwned>(keys: Vec<String>) -> ApiResult<Vec<T>> {
+    let found = get_many_raw(&keys)?;
+    keys.iter().zip(found).filter_map(|(k, raw)| raw.map(|b| decode(k, &b))).collect()
+}
+
 /// Two records in one call.
 pub fn get2<A: DeserializeOwned, B: DeserializeOwned>(a: &str, b: &str) -> ApiResult<(Option<A>, Option<B>)> {
     let mut found = get_many_raw(&[a.to_string(), b.to_string()])?.into_iter();

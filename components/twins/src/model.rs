@@ -122,9 +122,6 @@ impl User {
 pub struct SecretRecord {
     pub account: String,
     pub user: String,
-    /// The user's role when the secret was made or the user last changed,
-    /// so authentication reads user and role in one call.
-    pub role: String,
     pub hash: String,
     pub fingerprint: String,
     pub validity: Option<i64>,
@@ -237,6 +234,23 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// A new value entry, created (and its value changed) at `now`.
+    pub fn value(value: Value, visibility: Option<String>, history: Option<String>, now: i64) -> Entry {
+        Entry {
+            kind: EntryKind::Value { value },
+            visibility,
+            history,
+            timeseries: None,
+            publish: None,
+            created: now,
+            updated: now,
+            changed: now,
+            hnext: 0,
+            hlow: 0,
+            hlast: 0,
+        }
+    }
+
     pub fn own_value(&self) -> Option<&Value> {
         match &self.kind {
             EntryKind::Value { value } => Some(value),

@@ -114,6 +114,20 @@ pub mod field {
         }
     }
 
+    /// An optional rule (`null` = no rule), refused with the position of the
+    /// error when it does not parse. `Ok(None)`: the field is absent.
+    pub fn opt_rule(o: &Map<String, Value>, field: &str, what: &str) -> ApiResult<Option<Option<String>>> {
+        match o.get(field) {
+            None => Ok(None),
+            Some(Value::Null) => Ok(Some(None)),
+            Some(Value::String(s)) => {
+                crate::rule::check(&format!("{what}.{field}"), s)?;
+                Ok(Some(Some(s.clone())))
+            }
+            Some(_) => Err(ApiError::format(format!("'{what}.{field}' must be a string or null."))),
+        }
+    }
+
     /// An optional timestamp in float seconds, as milliseconds.
     pub fn opt_ts(o: &Map<String, Value>, name: &str) -> ApiResult<Option<i64>> {
         match o.get(name) {

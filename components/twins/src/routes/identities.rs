@@ -12,9 +12,8 @@ use crate::kv::{self, key, Lock, Writes};
 /// The lock of the identity indexes (`il:`, `rs:`).
 pub const INDEX_LOCK: &str = "identity-index";
 use crate::model::{Identity, IdentityRef, Twin};
-use crate::request::{parse_bool, Call};
+use crate::request::{field, parse_bool, Call};
 use crate::routes::twins;
-use crate::rule;
 use crate::Answer;
 use serde_json::{json, Map, Value};
 
@@ -36,18 +35,6 @@ fn own(c: &Caller, t: &str, name: &str) -> ApiResult<(Twin, Identity)> {
     let identity = kv::get::<Identity>(&key::identity(&twin.uuid, &c.account, name))?
         .ok_or_else(|| ApiError::not_found("Identity"))?;
     Ok((twin, identity))
-}
-
-fn visibility_of(spec: &Map<String, Value>, name: &str) -> ApiResult<Option<Option<String>>> {
-    match spec.get("visibility") {
-        None => Ok(None),
-        Some(Value::Null) => Ok(Some(None)),
-        Some(Value::String(s)) => {
-            rule::check(&format!("{name}.visibility"), s)?;
-            Ok(Some(Some(s.clone())))
-        }
-        Some(_) => Err(ApiError::format(format!("'{name}.visibility' must be a string or null."))),
-    }
 }
 
 /// Store new identities of one twin and their index entries (into `w`,
@@ -106,7 +93,7 @@ pub fn create(c: &Caller, t: &str, call: &Call) -> ApiResult<Answer> {
             name: name.clone(),
             twin: twin.uuid.clone(),
             account: c.account.clone(),
-            visibility: visibility_of(&spec, name)?.flatten(),
+            visibility: field::opt_rule(&spec, "visibility", name)?.flatten(),
             validity: crate::request::field::opt_ts(&spec, "validity_ts")?,
             created: now,
             updated: now,
@@ -128,7 +115,7 @@ pub fn update(c: &Caller, t: &str, name: &str, call: &Call) -> ApiResult<Answer>
     c.require("update_twin_identity")?;
     let body = call.body()?;
     let (_, mut identity) = own(c, t, name)?;
-    if let Some(v) = visibility_of(&body, "identity")? {
+    if let Some(v) = field::opt_rule(&body, "visibility", "identity")? {
         identity.visibility = v;
     }
     if body.contains_key("validity_ts") {
@@ -232,21 +219,23 @@ pub fn resolve(c: &Caller, name: &str, call: &Call) -> ApiResult<Answer> {
     let refs: Vec<IdentityRef> = kv::get(&key::resolve(name))?.unwrap_or_default();
     let refs: Vec<IdentityRef> = refs.into_iter().filter(|r| in_context(&r.account)).collect();
     let now = clock::now_ms();
+    let identities: Vec<Identity> = load_identities(&refs)?.into_iter().filter(|i| !i.expired(now)).collect();
+    let twins: Vec<Twin> = kv::get_all(identities.iter().map(|i| key::twin(&i.twin)).collect())?;
     let mut twins_seen: Vec<String> = Vec::new();
     let mut details_out = Map::new();
-    for identity in load_identities(&refs)? {
-        if identity.expired(now) || twins_seen.contains(&identity.twin) {
+    let mut vars = access::caller_vars(c);
+    for identity in identities {
+        if twins_seen.contains(&identity.twin) {
             continue;
         }
-        let Some(twin) = kv::get::<Twin>(&key::twin(&identity.twin))? else { continue };
-        let mut vars = access::caller_vars(c);
-        access::set_twin(&mut vars, &twin);
+        let Some(twin) = twins.iter().find(|t| t.uuid == identity.twin) else { continue };
+        access::set_twin(&mut vars, twin);
         access::set_identity(&mut vars, &identity);
         if !access::identity_visible(c, &identity, &vars) {
             continue;
         }
         twins_seen.push(twin.uuid.clone());
-        if details && access::twin_accessible(c, &twin, &vars) {
+        if details && access::twin_accessible(c, twin, &vars) {
             details_out.insert(twin.uuid.clone(), twin.to_json());
         }
     }

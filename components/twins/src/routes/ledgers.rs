@@ -8,7 +8,7 @@ use crate::clock::{self, ts};
 use crate::error::{ApiError, ApiResult, Subcode};
 use crate::kv::{self, key, Lock, Writes};
 use crate::model::{Entry, EntryKind, Ledger, Twin};
-use crate::request::{Call, QUOTA_BYTES};
+use crate::request::{field, Call, QUOTA_BYTES};
 use crate::routes::{history, twins};
 use crate::rule::{self, Vars};
 use crate::Answer;
@@ -93,23 +93,27 @@ fn open(c: &Caller, t: &str, l: &str, writing: bool) -> ApiResult<Opened> {
     Ok(Opened { twin, account, vars, ledger: ledger.unwrap_or_default(), lock })
 }
 
+/// Open the caller's own ledger for a write, under its lock, with the
+/// request's `conditions` checked (nothing is written if one fails).
+fn open_for_write(c: &Caller, t: &str, l: &str, body: &Map<String, Value>) -> ApiResult<Opened> {
+    let mut opened = open(c, t, l, true)?;
+    check_conditions(c, body, &opened.ledger, &mut opened.vars)?;
+    Ok(opened)
+}
+
+/// Write `ledger` (within its quota) with `w`'s other writes in one
+/// commit, then let the next writer in.
+fn commit(mut w: Writes, twin: &Twin, account: &str, ledger: &Ledger, lock: Option<Lock>) -> ApiResult<()> {
+    w.put_raw(key::ledger(&twin.uuid, account), check_quota(ledger)?);
+    w.release_all(lock);
+    w.commit()
+}
+
 fn entries_of(body: &Map<String, Value>) -> ApiResult<&Map<String, Value>> {
     match body.get("entries") {
         Some(Value::Object(o)) => Ok(o),
         Some(_) => Err(ApiError::format("'entries' must be an object.")),
         None => Err(ApiError::format("'entries' is required.")),
-    }
-}
-
-fn opt_rule(spec: &Map<String, Value>, field: &str, name: &str) -> ApiResult<Option<Option<String>>> {
-    match spec.get(field) {
-        None => Ok(None),
-        Some(Value::Null) => Ok(Some(None)),
-        Some(Value::String(s)) => {
-            rule::check(&format!("{name}.{field}"), s)?;
-            Ok(Some(Some(s.clone())))
-        }
-        Some(_) => Err(ApiError::format(format!("'{name}.{field}' must be a string or null."))),
     }
 }
 
@@ -139,7 +143,7 @@ fn source_of<'a>(spec: &'a Map<String, Value>, kind: &str, name: &str) -> ApiRes
 /// A new entry from its add spec.
 fn new_entry(c: &Caller, twin: &str, name: &str, spec: &Value, now: i64) -> ApiResult<Entry> {
     let spec = spec.as_object().ok_or_else(|| ApiError::format(format!("Entry '{name}' must be an object.")))?;
-    let mut visibility = opt_rule(spec, "visibility", name)?.flatten();
+    let mut visibility = field::opt_rule(spec, "visibility", name)?.flatten();
     let kind = if spec.contains_key("ref") {
         let (source, inner) = source_of(spec, "ref", name)?;
         let p = parse_source(source, 3)
@@ -149,7 +153,7 @@ fn new_entry(c: &Caller, twin: &str, name: &str, spec: &Value, now: i64) -> ApiR
         }
         if visibility.is_none() {
             if let Some(inner) = inner {
-                visibility = opt_rule(inner, "visibility", &format!("{name}.ref"))?.flatten();
+                visibility = field::opt_rule(inner, "visibility", &format!("{name}.ref"))?.flatten();
             }
         }
         EntryKind::Reference { source: source.to_string() }
@@ -167,16 +171,9 @@ fn new_entry(c: &Caller, twin: &str, name: &str, spec: &Value, now: i64) -> ApiR
     let history = opt_retention(spec, name)?.flatten();
     Ok(Entry {
         kind,
-        visibility,
-        history,
         timeseries: spec.get("timeseries").cloned().filter(|v| !v.is_null()),
         publish: spec.get("publish").cloned().filter(|v| !v.is_null()),
-        created: now,
-        updated: now,
-        changed: now,
-        hnext: 0,
-        hlow: 0,
-        hlast: 0,
+        ..Entry::value(Value::Null, visibility, history, now)
     })
 }
 
@@ -211,8 +208,7 @@ pub fn add(c: &Caller, t: &str, l: &str, call: &Call) -> ApiResult<Answer> {
     c.require("add_twin_ledger_entry")?;
     let body = call.body()?;
     let specs = entries_of(&body)?;
-    let Opened { twin, account, mut vars, mut ledger, lock } = open(c, t, l, true)?;
-    check_conditions(c, &body, &ledger, &mut vars)?;
+    let Opened { twin, account, mut ledger, lock, .. } = open_for_write(c, t, l, &body)?;
     let now = clock::now_ms();
     let mut w = Writes::new();
     let mut added = Vec::new();
@@ -226,9 +222,7 @@ pub fn add(c: &Caller, t: &str, l: &str, call: &Call) -> ApiResult<Answer> {
         ledger.entries.insert(name.clone(), entry);
         added.push(name.clone());
     }
-    w.put_raw(key::ledger(&twin.uuid, &account), check_quota(&ledger)?);
-    w.release_all(lock);
-    w.commit()?;
+    commit(w, &twin, &account, &ledger, lock)?;
     Answer::created(json!({ "entries": render(c, &twin, &account, &ledger, added.iter().map(String::as_str), View::Full) }))
 }
 
@@ -239,8 +233,7 @@ pub fn update(c: &Caller, t: &str, l: &str, call: &Call, mode: Write) -> ApiResu
     })?;
     let body = call.body()?;
     let specs = entries_of(&body)?;
-    let Opened { twin, account, mut vars, mut ledger, lock } = open(c, t, l, true)?;
-    check_conditions(c, &body, &ledger, &mut vars)?;
+    let Opened { twin, account, mut ledger, lock, .. } = open_for_write(c, t, l, &body)?;
     let now = clock::now_ms();
     let mut w = Writes::new();
     let mut updated = Vec::new();
@@ -266,7 +259,7 @@ pub fn update(c: &Caller, t: &str, l: &str, call: &Call, mode: Write) -> ApiResu
             }
         }
         if matches!(mode, Write::Entries) {
-            if let Some(v) = opt_rule(spec, "visibility", name)? {
+            if let Some(v) = field::opt_rule(spec, "visibility", name)? {
                 entry.visibility = v;
             }
             if let Some(h) = opt_retention(spec, name)? {
@@ -282,9 +275,7 @@ pub fn update(c: &Caller, t: &str, l: &str, call: &Call, mode: Write) -> ApiResu
         entry.updated = now;
         updated.push(name.clone());
     }
-    w.put_raw(key::ledger(&twin.uuid, &account), check_quota(&ledger)?);
-    w.release_all(lock);
-    w.commit()?;
+    commit(w, &twin, &account, &ledger, lock)?;
     let view = match mode {
         Write::Entries => View::Full,
         Write::Values => View::Values,
@@ -295,8 +286,7 @@ pub fn update(c: &Caller, t: &str, l: &str, call: &Call, mode: Write) -> ApiResu
 pub fn delete(c: &Caller, t: &str, l: &str, call: &Call) -> ApiResult<Answer> {
     c.require("delete_twin_ledger_entry")?;
     let body = call.body()?;
-    let Opened { twin, account, mut vars, mut ledger, lock } = open(c, t, l, true)?;
-    check_conditions(c, &body, &ledger, &mut vars)?;
+    let Opened { twin, account, mut ledger, lock, .. } = open_for_write(c, t, l, &body)?;
     let names: Vec<String> = match call.list("entries") {
         Some(list) => list.into_iter().filter(|n| ledger.entries.contains_key(n)).collect(),
         None => ledger.entries.keys().cloned().collect(),
@@ -308,9 +298,7 @@ pub fn delete(c: &Caller, t: &str, l: &str, call: &Call) -> ApiResult<Answer> {
             history::forget(&mut w, &twin.uuid, &account, name, &entry);
         }
     }
-    w.put_raw(key::ledger(&twin.uuid, &account), check_quota(&ledger)?);
-    w.release_all(lock);
-    w.commit()?;
+    commit(w, &twin, &account, &ledger, lock)?;
     Answer::ok(json!({ "entries": answer }))
 }
 

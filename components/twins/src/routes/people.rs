@@ -4,7 +4,7 @@ use crate::auth::{Caller, ACTIONS};
 use crate::clock;
 use crate::error::{ApiError, ApiResult};
 use crate::kv::{self, key, Lock, Writes};
-use crate::model::{Account, Effect, Role, RuleKeys, SecretRecord, Statement, User};
+use crate::model::{Account, Effect, Role, RuleKeys, Statement, User};
 use crate::request::{field, Call};
 use crate::rule;
 use crate::Answer;
@@ -156,12 +156,10 @@ pub fn list_roles(c: &Caller) -> ApiResult<Answer> {
     c.require("get_user_roles")?;
     let list: Vec<String> = kv::get(&key::account_roles(&c.account))?.unwrap_or_default();
     let mut out = Map::new();
-    for r in &list {
-        if let Some(role) = kv::get::<Role>(&key::role(r))? {
-            out.insert(role.uuid.clone(), json!({
-                "name": role.name, "created_ts": clock::ts(role.created), "updated_ts": clock::ts(role.updated),
-            }));
-        }
+    for role in kv::get_all::<Role>(list.iter().map(|r| key::role(r)).collect())? {
+        out.insert(role.uuid.clone(), json!({
+            "name": role.name, "created_ts": clock::ts(role.created), "updated_ts": clock::ts(role.updated),
+        }));
     }
     Answer::ok(json!({ "roles": out }))
 }
@@ -190,10 +188,8 @@ pub fn delete_role(c: &Caller, r: &str) -> ApiResult<Answer> {
     c.require("delete_user_role")?;
     let role = load_role(c, r)?;
     let users: Vec<String> = kv::get(&key::account_users(&c.account))?.unwrap_or_default();
-    for u in &users {
-        if kv::get::<User>(&key::user(u))?.is_some_and(|user| user.role == role.uuid) {
-            return Err(ApiError::not_allowed("The role is assigned to a user; reassign the user first."));
-        }
+    if kv::get_all::<User>(users.iter().map(|u| key::user(u)).collect())?.iter().any(|user| user.role == role.uuid) {
+        return Err(ApiError::not_allowed("The role is assigned to a user; reassign the user first."));
     }
     let lock = Lock::acquire(&key::account_roles(&c.account))?;
     let mut list: Vec<String> = kv::get(&key::account_roles(&c.account))?.unwrap_or_default();
@@ -209,7 +205,8 @@ pub fn delete_role(c: &Caller, r: &str) -> ApiResult<Answer> {
 
 // ---- users ------------------------------------------------------------
 
-fn load_user(c: &Caller, u: &str) -> ApiResult<User> {
+/// User `u` of the caller's account (404 otherwise).
+pub fn load_user(c: &Caller, u: &str) -> ApiResult<User> {
     match kv::get::<User>(&key::user(u))? {
         Some(user) if user.account == c.account => Ok(user),
         _ => Err(ApiError::not_found("User")),
@@ -255,13 +252,11 @@ pub fn list_users(c: &Caller) -> ApiResult<Answer> {
     c.require("get_users")?;
     let list: Vec<String> = kv::get(&key::account_users(&c.account))?.unwrap_or_default();
     let mut out = Map::new();
-    for u in &list {
-        if let Some(user) = kv::get::<User>(&key::user(u))? {
-            out.insert(user.uuid.clone(), json!({
-                "name": user.name, "role": user.role,
-                "created_ts": clock::ts(user.created), "updated_ts": clock::ts(user.updated),
-            }));
-        }
+    for user in kv::get_all::<User>(list.iter().map(|u| key::user(u)).collect())? {
+        out.insert(user.uuid.clone(), json!({
+            "name": user.name, "role": user.role,
+            "created_ts": clock::ts(user.created), "updated_ts": clock::ts(user.updated),
+        }));
     }
     Answer::ok(json!({ "users": out }))
 }
@@ -279,17 +274,10 @@ pub fn update_user(c: &Caller, u: &str, call: &Call) -> ApiResult<Answer> {
     if let Some(v) = body.get("activity") {
         user.activity = Some(v.clone()).filter(|v| !v.is_null());
     }
-    let mut w = Writes::new();
     if let Some(r) = field::opt_str(&body, "role")? {
         user.role = load_role(c, &r)?.uuid;
-        // Keep the secret's copy of the role in step (see SecretRecord::role).
-        if let Some(hash) = kv::get::<String>(&key::user_secret(&user.uuid))? {
-            if let Some(mut s) = kv::get::<SecretRecord>(&key::secret(&hash))? {
-                s.role = user.role.clone();
-                w.put(key::secret(&hash), &s)?;
-            }
-        }
     }
+    let mut w = Writes::new();
     user.updated = clock::now_ms();
     w.put(key::user(&user.uuid), &user)?;
     w.commit()?;

@@ -7,19 +7,13 @@ use crate::error::{ApiError, ApiResult};
 use crate::ids;
 use crate::kv::{self, key, Writes};
 use crate::model::{Pin, SecretRecord, User};
+use crate::routes::people::load_user;
 use crate::request::{field, Call};
 use crate::Answer;
 use serde_json::json;
 
 /// A PIN is good for ten minutes.
 const PIN_LIFETIME_MS: i64 = 10 * 60 * 1000;
-
-fn load_user(c: &Caller, u: &str) -> ApiResult<User> {
-    match kv::get::<User>(&key::user(u))? {
-        Some(user) if user.account == c.account => Ok(user),
-        _ => Err(ApiError::not_found("User")),
-    }
-}
 
 pub fn create_pin(c: &Caller, u: &str, call: &Call) -> ApiResult<Answer> {
     c.require("create_user_secret_pin")?;
@@ -67,7 +61,6 @@ pub fn new_secret_record(user: &User, secret: &str, validity: Option<i64>, now: 
     SecretRecord {
         account: user.account.clone(),
         user: user.uuid.clone(),
-        role: user.role.clone(),
         hash: ids::secret_hash(secret),
         fingerprint: secret.chars().rev().take(4).collect::<Vec<_>>().into_iter().rev().collect(),
         validity,

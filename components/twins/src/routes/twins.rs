@@ -132,6 +132,7 @@ pub fn scan(c: &Caller, call: &Call) -> ApiResult<Answer> {
     let details = call.flag("details", false)?;
     let last: u64 = kv::get::<u64>(&key::twin_count(&c.account))?.unwrap_or(0);
     let mut found: Vec<Value> = Vec::new();
+    let mut vars = access::caller_vars(c);
     let mut seq = start;
     while seq < last && (found.len() as u64) < count {
         let upto = (seq + count.max(16)).min(last);
@@ -151,7 +152,6 @@ pub fn scan(c: &Caller, call: &Call) -> ApiResult<Answer> {
             let Some(twin) = twins.next().flatten().and_then(|b| serde_json::from_slice::<Twin>(&b).ok()) else {
                 continue;
             };
-            let mut vars = access::caller_vars(c);
             access::set_twin(&mut vars, &twin);
             if !access::twin_accessible(c, &twin, &vars) {
                 continue;
