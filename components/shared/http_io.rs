@@ -1,7 +1,12 @@
-//! Reading requests from and writing responses to `wasi:http` resources.
+//! Requests and responses of an HTTP component, whichever entry delivered
+//! them: `wasi:http` resources (a lattice's http-server provider, or the
+//! embedded host when asked to) or one typed `twinlattice:http-face`
+//! call (the embedded host's default). The routes see only `Incoming` and
+//! `Response`, so both entries answer alike.
 
+use crate::bindings::exports::twinlattice::http_face::handler as face;
 use crate::bindings::wasi::http::types::{
-    Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam,
+    Fields, IncomingRequest, Method, OutgoingBody, OutgoingResponse, ResponseOutparam,
 };
 use crate::bindings::wasi::io::streams::StreamError;
 
@@ -39,20 +44,75 @@ pub enum BodyError {
     Broken,
 }
 
-/// The first value of header `name`.
-pub fn header(request: &IncomingRequest, name: &str) -> Option<String> {
-    let values = request.headers().get(name);
-    values.first().map(|v| String::from_utf8_lossy(v).into_owned())
+/// A request from either entry.
+pub enum Incoming {
+    Wasi(IncomingRequest),
+    /// Read whole by the host; the body is taken out when read.
+    Whole(face::Request),
 }
 
-/// Read the whole body, refusing more than `limit` bytes.
-pub fn read_body(request: &IncomingRequest, limit: usize) -> Result<Vec<u8>, BodyError> {
-    if let Some(len) = header(request, "content-length").and_then(|v| v.trim().parse::<usize>().ok()) {
+impl Incoming {
+    pub fn method(&self) -> String {
+        match self {
+            Incoming::Whole(r) => r.method.clone(),
+            Incoming::Wasi(r) => match r.method() {
+                Method::Get => "GET".into(),
+                Method::Head => "HEAD".into(),
+                Method::Post => "POST".into(),
+                Method::Put => "PUT".into(),
+                Method::Delete => "DELETE".into(),
+                Method::Connect => "CONNECT".into(),
+                Method::Options => "OPTIONS".into(),
+                Method::Trace => "TRACE".into(),
+                Method::Patch => "PATCH".into(),
+                Method::Other(s) => s,
+            },
+        }
+    }
+
+    /// Path and query, still percent-encoded.
+    pub fn target(&self) -> String {
+        match self {
+            Incoming::Whole(r) => r.target.clone(),
+            Incoming::Wasi(r) => r.path_with_query().unwrap_or_else(|| "/".into()),
+        }
+    }
+
+    /// The first value of each header in `names` (lower case), in order;
+    /// one lookup pass for all of them.
+    #[allow(dead_code)] // shared code: not every component reads headers
+    pub fn headers<const N: usize>(&self, names: [&str; N]) -> [Option<String>; N] {
+        match self {
+            Incoming::Whole(r) => names.map(|n| r.headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone())),
+            Incoming::Wasi(r) => wasi_headers(r, names),
+        }
+    }
+
+    /// Read the whole body, refusing more than `limit` bytes. A second read
+    /// finds it empty.
+    pub fn read_body(&mut self, limit: usize) -> Result<Vec<u8>, BodyError> {
+        match self {
+            Incoming::Whole(r) => match std::mem::replace(&mut r.body, face::Body::Complete(Vec::new())) {
+                face::Body::Complete(bytes) if bytes.len() <= limit => Ok(bytes),
+                face::Body::Complete(_) => Err(BodyError::TooLarge { limit }),
+                // The host's limit is the same config key; report the lower.
+                face::Body::TooLarge(host) => Err(BodyError::TooLarge { limit: limit.min(host as usize) }),
+                face::Body::Unreadable => Err(BodyError::Broken),
+            },
+            Incoming::Wasi(r) => read_stream(r, limit),
+        }
+    }
+}
+
+fn read_stream(request: &IncomingRequest, limit: usize) -> Result<Vec<u8>, BodyError> {
+    let [length] = wasi_headers(request, ["content-length"]);
+    if let Some(len) = length.and_then(|v| v.trim().parse::<usize>().ok()) {
         if len > limit {
             return Err(BodyError::TooLarge { limit });
         }
     }
-    let body = request.consume().map_err(|_| BodyError::Broken)?;
+    // A second read finds the body consumed: empty, as for `Whole`.
+    let Ok(body) = request.consume() else { return Ok(Vec::new()) };
     let stream = body.stream().map_err(|_| BodyError::Broken)?;
     let mut out = Vec::new();
     loop {
@@ -71,7 +131,18 @@ pub fn read_body(request: &IncomingRequest, limit: usize) -> Result<Vec<u8>, Bod
     Ok(out)
 }
 
-/// Send `response` through `out`.
+fn wasi_headers<const N: usize>(request: &IncomingRequest, names: [&str; N]) -> [Option<String>; N] {
+    // One `headers` resource for all lookups.
+    let fields = request.headers();
+    names.map(|n| fields.get(n).first().map(|v| String::from_utf8_lossy(v).into_owned()))
+}
+
+/// The typed entry's answer.
+pub fn into_face(response: Response) -> face::Response {
+    face::Response { status: response.status, headers: response.headers, body: response.body }
+}
+
+/// Send `response` through `out` (the `wasi:http` entry).
 pub fn send(out: ResponseOutparam, response: Response) {
     let mut entries: Vec<(String, Vec<u8>)> =
         response.headers.iter().map(|(n, v)| (n.clone(), v.as_bytes().to_vec())).collect();

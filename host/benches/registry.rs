@@ -7,8 +7,9 @@
 //! - host cold start to the first answered request (no compiled-code cache,
 //!   and with the cache the first start leaves);
 //! - POST of new descriptors with fsync on (sequential and concurrent);
-//! - GET /shell-descriptors/{id}: closed-loop throughput of both servers,
-//!   and latency percentiles of both at a fixed 1,000 req/s (open loop,
+//! - GET /shell-descriptors/{id}: closed-loop throughput of both servers
+//!   (twinlattice through its typed HTTP entry, and through wasi:http as on
+//!   a lattice), and latency percentiles of both at a fixed 1,000 req/s (open loop,
 //!   latency measured from the scheduled send time);
 //! - paging 100,000 descriptors with limit=100: time per page, first pages
 //!   against last pages.
@@ -245,12 +246,21 @@ async fn bench() -> Result<(), AnyError> {
     println!("  throughput ratio: {:.1}% of baseline (target >= 50%)", 100.0 * wasm.rate() / base.rate());
 
     println!("\n== GET /shell-descriptors/{{id}} at a fixed 1,000 req/s, 8 connections ==");
-    let (base, base_due) = fixed_rate(baseline, paths.clone(), 200, 1_000, 8, secs).await?;
-    println!("  baseline, from send           {}", base.line());
+    let (base_sent, base_due) = fixed_rate(baseline, paths.clone(), 200, 1_000, 8, secs).await?;
+    println!("  baseline, from send           {}", base_sent.line());
     println!("  baseline, from due time       {}", base_due.line());
-    let (wasm, wasm_due) = fixed_rate(host.addr, paths.clone(), 200, 1_000, 8, secs).await?;
-    println!("  twinlattice, from send        {}  (target p99 < 5 ms)", wasm.line());
+    let (wasm_sent, wasm_due) = fixed_rate(host.addr, paths.clone(), 200, 1_000, 8, secs).await?;
+    println!("  twinlattice, from send        {}  (target p99 < 5 ms)", wasm_sent.line());
     println!("  twinlattice, from due time    {}", wasm_due.line());
+    drop(host);
+
+    // The same data through the wasi:http entry, as a lattice's http-server
+    // provider enters the gateway.
+    println!("\n== GET /shell-descriptors/{{id}} through wasi:http/incoming-handler, closed loop, 16 connections ==");
+    let (host, _) = start_host(&root.join("data-get"), Some(&cache), true, &["--http-entry", "wasi-http"])?;
+    let wasi = closed_loop(host.addr, paths.clone(), 200, 16, secs).await?;
+    println!("  twinlattice (wasi:http entry) {}", wasi.line());
+    println!("  throughput ratio: {:.1}% of baseline; the typed entry does {:.2}x", 100.0 * wasi.rate() / base.rate(), wasm.rate() / wasi.rate());
     drop(host);
     let _ = baseline_child.kill();
     let _ = baseline_child.wait();

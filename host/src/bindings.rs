@@ -27,3 +27,12 @@ pub use generated::wasi::keyvalue;
 pub use generated::wasi::logging::logging;
 pub use generated::twinlattice::coordination::locks;
 pub use generated::twinlattice::transport::{outbound, types as transport_types};
+
+/// The host's side of `twinlattice:http-face/handler`: it calls the export.
+pub mod http_entry {
+    wasmtime::component::bindgen!({
+        path: "wit",
+        world: "http-entry",
+        exports: { default: async },
+    });
+}

@@ -1,24 +1,32 @@
-//! Serves HTTP/1.1 on hyper and hands each request to a fresh instance of
-//! the HTTP entry component (`wasi:http/incoming-handler`), instantiated
-//! from its pre-linked template in the pooling allocator.
+//! Serves HTTP/1.1 on hyper and hands each request to a warm instance of the
+//! HTTP entry component that serves its path: one typed
+//! `twinlattice:http-face/handler` call with the body read whole, or
+//! `wasi:http/incoming-handler` (see `runtime::http_pool::EntryKind`).
 
+use crate::bindings::http_entry::exports::twinlattice::http_face::handler as face;
+use crate::bindings::http_entry::HttpEntry;
+use crate::runtime::http_pool::{Entry, HttpInstance};
+use crate::runtime::state::HostState;
 use crate::runtime::Runtime;
 use anyhow::{Context, Result};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
 use std::sync::Arc;
 use tokio::net::TcpListener;
+use wasmtime::Store;
 use wasmtime_wasi_http::bindings::http::types::Scheme;
+use wasmtime_wasi_http::bindings::Proxy;
 use wasmtime_wasi_http::body::HyperOutgoingBody;
 use wasmtime_wasi_http::WasiHttpView;
 
-/// Accept connections until the task is dropped.
-pub async fn serve(runtime: Arc<Runtime>, listener: TcpListener) -> Result<()> {
-    runtime.http_entry("/").context("no component exports wasi:http/incoming-handler")?;
+/// Accept connections until the task is dropped. `max_body_bytes` bounds
+/// what the typed entry reads of a request body.
+pub async fn serve(runtime: Arc<Runtime>, listener: TcpListener, max_body_bytes: usize) -> Result<()> {
+    runtime.http_entry("/").context("no component exports an HTTP entry")?;
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -34,7 +42,10 @@ pub async fn serve(runtime: Arc<Runtime>, listener: TcpListener) -> Result<()> {
         tokio::spawn(async move {
             let service = service_fn(move |req| {
                 let runtime = runtime.clone();
-                async move { Ok::<_, std::convert::Infallible>(handle(runtime, req).await.unwrap_or_else(internal_error)) }
+                async move {
+                    let answer = handle(runtime, req, max_body_bytes).await;
+                    Ok::<_, std::convert::Infallible>(answer.unwrap_or_else(internal_error))
+                }
             });
             if let Err(e) = http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(stream), service).await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
@@ -43,18 +54,99 @@ pub async fn serve(runtime: Arc<Runtime>, listener: TcpListener) -> Result<()> {
     }
 }
 
-async fn handle(runtime: Arc<Runtime>, req: hyper::Request<Incoming>) -> Result<hyper::Response<HyperOutgoingBody>> {
+async fn handle(runtime: Arc<Runtime>, req: hyper::Request<Incoming>, max_body_bytes: usize) -> Result<hyper::Response<HyperOutgoingBody>> {
     let permit = runtime.admit().await;
     let path = req.uri().path().to_string();
-    let pool = runtime.http_entry(&path).context("no HTTP entry component")?;
-    let mut instance = pool.take().await?;
-    let (sender, receiver) = tokio::sync::oneshot::channel();
-    let req = instance.store.data_mut().new_incoming_request(Scheme::Http, req)?;
-    let out = instance.store.data_mut().new_response_outparam(sender)?;
-    let task = tokio::spawn(async move {
-        instance.proxy.wasi_http_incoming_handler().call_handle(&mut instance.store, req, out).await?;
+    let HttpInstance { store, entry } = runtime.http_entry(&path).context("no HTTP entry component")?.take().await?;
+    match entry {
+        Entry::Typed(entry) => typed(runtime, path, store, entry, req, max_body_bytes, permit).await,
+        Entry::WasiHttp(proxy) => wasi_http(runtime, path, store, proxy, req, permit).await,
+    }
+}
+
+/// The typed entry: read the body (bounded), call `handle` once, answer.
+async fn typed(
+    runtime: Arc<Runtime>,
+    path: String,
+    mut store: Store<HostState>,
+    entry: HttpEntry,
+    req: hyper::Request<Incoming>,
+    max_body_bytes: usize,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) -> Result<hyper::Response<HyperOutgoingBody>> {
+    let (parts, body) = req.into_parts();
+    let request = face::Request {
+        method: parts.method.as_str().to_string(),
+        target: parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_string(),
+        headers: parts
+            .headers
+            .iter()
+            .map(|(name, value)| (name.as_str().to_string(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
+            .collect(),
+        body: read_body(&parts.headers, body, max_body_bytes).await,
+    };
+    let call = async move {
+        let response = entry.twinlattice_http_face_handler().call_handle(&mut store, &request).await?;
         if let Some(pool) = runtime.http_entry(&path) {
-            pool.give_back(instance);
+            pool.give_back(HttpInstance { store, entry: Entry::Typed(entry) });
+        }
+        drop(permit);
+        anyhow::Ok(response)
+    };
+    // hyper drops this future when the client goes away. A read may be
+    // abandoned midway; a write runs to its end in a task of its own, so a
+    // departing client never leaves a write half done.
+    let response = if parts.method == hyper::Method::GET || parts.method == hyper::Method::HEAD {
+        call.await?
+    } else {
+        tokio::spawn(call).await.context("component task failed")??
+    };
+    into_hyper(response)
+}
+
+/// The body whole, or why not: over the limit (by its declared length, or
+/// once more than the limit arrived), or broken off.
+async fn read_body(headers: &hyper::HeaderMap, body: Incoming, limit: usize) -> face::Body {
+    let declared = headers.get(hyper::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return face::Body::TooLarge(limit as u64);
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => face::Body::Complete(collected.to_bytes().to_vec()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => face::Body::TooLarge(limit as u64),
+        Err(e) => {
+            tracing::debug!(error = %e, "request body broke off");
+            face::Body::Unreadable
+        }
+    }
+}
+
+fn into_hyper(response: face::Response) -> Result<hyper::Response<HyperOutgoingBody>> {
+    let mut builder = hyper::Response::builder().status(response.status);
+    for (name, value) in &response.headers {
+        builder = builder.header(name.as_str(), value.as_str());
+    }
+    let body = Full::new(Bytes::from(response.body)).map_err(|never| match never {}).boxed();
+    builder.body(body).context("the component answered with an invalid status or header")
+}
+
+/// The wasi:http entry: the guest gets the request and a response outparam
+/// as resources and may go on running after it set the response.
+async fn wasi_http(
+    runtime: Arc<Runtime>,
+    path: String,
+    mut store: Store<HostState>,
+    proxy: Proxy,
+    req: hyper::Request<Incoming>,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) -> Result<hyper::Response<HyperOutgoingBody>> {
+    let (sender, receiver) = tokio::sync::oneshot::channel();
+    let req = store.data_mut().new_incoming_request(Scheme::Http, req)?;
+    let out = store.data_mut().new_response_outparam(sender)?;
+    let task = tokio::spawn(async move {
+        proxy.wasi_http_incoming_handler().call_handle(&mut store, req, out).await?;
+        if let Some(pool) = runtime.http_entry(&path) {
+            pool.give_back(HttpInstance { store, entry: Entry::WasiHttp(proxy) });
         }
         drop(permit);
         anyhow::Ok(())

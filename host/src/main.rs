@@ -108,6 +108,24 @@ pub struct HostArgs {
     policy: String,
 }
 
+impl HostArgs {
+    /// Options for a command that runs the components in-process without
+    /// serving anything (account creation, validation).
+    fn offline_runtime(&self, data_dir: PathBuf, fsync: bool) -> runtime::RuntimeOptions {
+        runtime::RuntimeOptions {
+            components_dir: self.components_dir.clone(),
+            data_dir,
+            cache_dir: self.cache_dir.clone(),
+            fsync,
+            outbound: Default::default(),
+            extra_components: vec![runtime::policy_file(&self.components_dir, &self.policy)],
+            config: Vec::new(),
+            http_routes: settings::DEFAULT_HTTP_ROUTES.to_string(),
+            http_entry: runtime::http_pool::EntryKind::Typed,
+        }
+    }
+}
+
 #[derive(Args)]
 pub struct ServeArgs {
     #[command(flatten)]
@@ -135,6 +153,13 @@ pub struct ServeArgs {
     /// gateway) serves the rest.
     #[arg(long, env = "TWINLATTICE_HTTP_ROUTES", default_value = settings::DEFAULT_HTTP_ROUTES)]
     http_routes: String,
+
+    /// How the host enters HTTP components: `typed` calls
+    /// `twinlattice:http-face/handler` where a component exports it (one
+    /// call per request), `wasi-http` always uses wasi:http as a lattice's
+    /// http-server provider does. Both answer alike.
+    #[arg(long, env = "TWINLATTICE_HTTP_ENTRY", value_enum, default_value = "typed")]
+    http_entry: runtime::http_pool::EntryKind,
 
     /// Largest request body accepted; larger ones get 413.
     #[arg(long, env = "TWINLATTICE_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]

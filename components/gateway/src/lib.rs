@@ -20,10 +20,11 @@ mod query;
 mod result_body;
 mod ric_api;
 
-use bindings::exports::wasi::http::incoming_handler::Guest;
+use bindings::exports::twinlattice::http_face::handler as face;
+use bindings::exports::wasi::http::incoming_handler::Guest as WasiHttp;
 use bindings::wasi::config::store as config;
-use bindings::wasi::http::types::{IncomingRequest, Method, ResponseOutparam};
-use http_io::{BodyError, Response};
+use bindings::wasi::http::types::{IncomingRequest, ResponseOutparam};
+use http_io::{BodyError, Incoming, Response};
 use result_body::ApiError;
 
 /// Request bodies larger than this are refused with 413 unless the
@@ -34,7 +35,7 @@ const DEFAULT_MAX_BODY: usize = 1024 * 1024;
 pub struct Request {
     pub method: String,
     pub query: String,
-    incoming: IncomingRequest,
+    incoming: Incoming,
 }
 
 impl Request {
@@ -45,7 +46,7 @@ impl Request {
             .flatten()
             .and_then(|v| v.parse().ok())
             .unwrap_or(DEFAULT_MAX_BODY);
-        match http_io::read_body(&self.incoming, limit) {
+        match self.incoming.read_body(limit) {
             Ok(bytes) => String::from_utf8(bytes).map_err(|_| ApiError::bad_request("the body is not UTF-8")),
             Err(BodyError::TooLarge { limit }) => {
                 Err(ApiError::new(413, format!("the body is larger than the limit of {limit} bytes")))
@@ -68,21 +69,6 @@ pub fn id_in(text: &str) -> Option<String> {
     serde_json::from_str::<IdOnly>(text).ok().map(|d| d.id)
 }
 
-fn method_name(m: Method) -> String {
-    match m {
-        Method::Get => "GET".into(),
-        Method::Head => "HEAD".into(),
-        Method::Post => "POST".into(),
-        Method::Put => "PUT".into(),
-        Method::Delete => "DELETE".into(),
-        Method::Connect => "CONNECT".into(),
-        Method::Options => "OPTIONS".into(),
-        Method::Trace => "TRACE".into(),
-        Method::Patch => "PATCH".into(),
-        Method::Other(s) => s,
-    }
-}
-
 fn dispatch(req: &mut Request, path: &str) -> Result<Response, ApiError> {
     if let Some(answer) = ric_api::route(req, path) {
         return answer;
@@ -102,25 +88,37 @@ fn dispatch(req: &mut Request, path: &str) -> Result<Response, ApiError> {
     }
 }
 
+/// Route one request and answer it; errors become the AAS error body.
+fn answer(incoming: Incoming) -> Response {
+    let target = incoming.target();
+    let (path, query) = target.split_once('?').unwrap_or((target.as_str(), ""));
+    // HEAD is GET without the body, which the server leaves out.
+    let method = match incoming.method() {
+        m if m == "HEAD" => "GET".to_string(),
+        m => m,
+    };
+    let mut req = Request { method, query: query.to_string(), incoming };
+    dispatch(&mut req, path).unwrap_or_else(|e| {
+        let allow = (e.status == 405).then(|| e.texts[0].rsplit("allowed: ").next().unwrap_or("").to_string());
+        let response = e.into_response();
+        match allow {
+            Some(a) => response.with_header("allow", a),
+            None => response,
+        }
+    })
+}
+
 struct Component;
 
-impl Guest for Component {
+impl WasiHttp for Component {
     fn handle(incoming: IncomingRequest, out: ResponseOutparam) {
-        let target = incoming.path_with_query().unwrap_or_else(|| "/".into());
-        let (path, query) = match target.split_once('?') {
-            Some((p, q)) => (p.to_string(), q.to_string()),
-            None => (target.clone(), String::new()),
-        };
-        let mut req = Request { method: method_name(incoming.method()), query, incoming };
-        let response = dispatch(&mut req, &path).unwrap_or_else(|e| {
-            let allow = (e.status == 405).then(|| e.texts[0].rsplit("allowed: ").next().unwrap_or("").to_string());
-            let response = e.into_response();
-            match allow {
-                Some(a) => response.with_header("allow", a),
-                None => response,
-            }
-        });
-        http_io::send(out, response);
+        http_io::send(out, answer(Incoming::Wasi(incoming)));
+    }
+}
+
+impl face::Guest for Component {
+    fn handle(request: face::Request) -> face::Response {
+        http_io::into_face(answer(Incoming::Whole(request)))
     }
 }
 

@@ -6,32 +6,51 @@
 //! or on a lattice by the http-server provider, saving a component hop on
 //! every call.
 
+use crate::bindings::exports::twinlattice::http_face::handler as face;
 use crate::bindings::exports::twinlattice::twins::api::{Method, Request};
-use crate::bindings::exports::wasi::http::incoming_handler::Guest;
-use crate::bindings::wasi::http::types::{IncomingRequest, Method as HttpMethod, ResponseOutparam};
+use crate::bindings::exports::wasi::http::incoming_handler::Guest as WasiHttp;
+use crate::bindings::wasi::http::types::{IncomingRequest, ResponseOutparam};
+use crate::bindings::wasi::config::store as config;
 use crate::error::{ApiError, Subcode};
-use crate::http_io::{self, BodyError, Response};
+use crate::request::QUOTA_BYTES;
+use crate::http_io::{self, BodyError, Incoming, Response};
 use percent_encoding::percent_decode_str;
 
 /// The twins component refuses bodies over 64 kB itself; this bound only
-/// keeps an endless body from being read at all.
+/// keeps an endless body from being read at all. The `max-body-bytes`
+/// config key, which every HTTP component and the host's typed entry honour,
+/// lowers it.
 const READ_LIMIT: usize = 1024 * 1024;
 
-impl Guest for crate::Component {
+fn read_limit() -> usize {
+    let configured = config::get("max-body-bytes").ok().flatten().and_then(|v| v.parse().ok());
+    configured.map_or(READ_LIMIT, |c: usize| c.min(READ_LIMIT))
+}
+
+impl WasiHttp for crate::Component {
     fn handle(incoming: IncomingRequest, out: ResponseOutparam) {
-        let response = match request_of(&incoming) {
-            Ok(request) => {
-                let answer = crate::serve(request);
-                Response::json(answer.status, answer.body.into_bytes())
-            }
-            Err(e) => Response::json(e.status(), e.body().into_bytes()),
-        };
-        http_io::send(out, response);
+        http_io::send(out, answer(Incoming::Wasi(incoming)));
     }
 }
 
-fn request_of(incoming: &IncomingRequest) -> Result<Request, ApiError> {
-    let target = incoming.path_with_query().unwrap_or_else(|| "/".into());
+impl face::Guest for crate::Component {
+    fn handle(request: face::Request) -> face::Response {
+        http_io::into_face(answer(Incoming::Whole(request)))
+    }
+}
+
+fn answer(incoming: Incoming) -> Response {
+    match request_of(incoming) {
+        Ok(request) => {
+            let answer = crate::serve(request);
+            Response::json(answer.status, answer.body.into_bytes())
+        }
+        Err(e) => Response::json(e.status(), e.body().into_bytes()),
+    }
+}
+
+fn request_of(mut incoming: Incoming) -> Result<Request, ApiError> {
+    let target = incoming.target();
     let (path, query) = target.split_once('?').unwrap_or((target.as_str(), ""));
     let segments: Vec<String> = path
         .trim_start_matches('/')
@@ -39,12 +58,12 @@ fn request_of(incoming: &IncomingRequest) -> Result<Request, ApiError> {
         .split('/')
         .map(|s| percent_decode_str(s).decode_utf8_lossy().into_owned())
         .collect();
-    let method = match incoming.method() {
-        HttpMethod::Get | HttpMethod::Head => Method::Get,
-        HttpMethod::Post => Method::Post,
-        HttpMethod::Patch => Method::Patch,
-        HttpMethod::Put => Method::Put,
-        HttpMethod::Delete => Method::Delete,
+    let method = match incoming.method().as_str() {
+        "GET" | "HEAD" => Method::Get,
+        "POST" => Method::Post,
+        "PATCH" => Method::Patch,
+        "PUT" => Method::Put,
+        "DELETE" => Method::Delete,
         _ => Method::Other,
     };
     // GET carries no body in this API; not reading one saves the stream's
@@ -52,22 +71,23 @@ fn request_of(incoming: &IncomingRequest) -> Result<Request, ApiError> {
     let body = if method == Method::Get {
         String::new()
     } else {
-        let bytes = http_io::read_body(incoming, READ_LIMIT).map_err(|e| match e {
+        let bytes = incoming.read_body(read_limit()).map_err(|e| match e {
+            BodyError::TooLarge { limit } if limit < QUOTA_BYTES => {
+                ApiError::new(Subcode::QuotaViolation, format!("Request body exceeds the limit of {limit} bytes."))
+            }
             BodyError::TooLarge { .. } => ApiError::new(Subcode::QuotaViolation, "Request body exceeds the 64 kB quota."),
             BodyError::Broken => ApiError::format("Request body could not be read."),
         })?;
         String::from_utf8(bytes)
             .map_err(|_| ApiError::new(Subcode::InvalidCharacters, "Request body contains invalid characters."))?
     };
-    // One headers resource for both lookups.
-    let headers = incoming.headers();
-    let first = |name: &str| headers.get(name).first().map(|v| String::from_utf8_lossy(v).into_owned());
+    let [authorization, dictionary] = incoming.headers(["authorization", "x-trustedtwin"]);
     Ok(Request {
         method,
         path: segments,
         query: form_urlencoded::parse(query.as_bytes()).into_owned().collect(),
-        authorization: first("authorization"),
-        dictionary: first("x-trustedtwin"),
+        authorization,
+        dictionary,
         body,
     })
 }

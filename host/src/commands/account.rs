@@ -2,7 +2,7 @@
 //! component's `admin` interface, reached through a running host's admin
 //! endpoint, or in-process on a data directory no host is using.
 
-use crate::runtime::{Runtime, RuntimeOptions};
+use crate::runtime::Runtime;
 use crate::HostArgs;
 use anyhow::{bail, Context, Result};
 use bytes::Bytes;
@@ -93,16 +93,7 @@ pub async fn seed(args: SeedArgs) -> Result<ExitCode> {
 async fn run(target: Target, func: &str, path: &str, body: serde_json::Value, params: Vec<Val>) -> Result<ExitCode> {
     let answer = match &target.data_dir {
         Some(dir) => {
-            let options = RuntimeOptions {
-                components_dir: target.runtime.components_dir.clone(),
-                data_dir: dir.clone(),
-                cache_dir: target.runtime.cache_dir.clone(),
-                fsync: true,
-                outbound: Default::default(),
-                extra_components: vec![crate::runtime::policy_file(&target.runtime.components_dir, &target.runtime.policy)],
-                config: Vec::new(),
-                http_routes: crate::settings::DEFAULT_HTTP_ROUTES.to_string(),
-            };
+            let options = target.runtime.offline_runtime(dir.clone(), true);
             let runtime = Runtime::start(&options).await?;
             call_admin(&runtime, func, &params).await?
         }

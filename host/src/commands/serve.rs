@@ -54,6 +54,7 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
         config,
         extra_components: vec![crate::runtime::policy_file(&args.runtime.components_dir, &args.runtime.policy)],
         http_routes: args.http_routes.clone(),
+        http_entry: args.http_entry,
     };
     let runtime = Arc::new(Runtime::start(&options).await?);
 
@@ -105,7 +106,7 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
     if runtime.serves(LIVENESS) {
         tokio::spawn(sweep_liveness(runtime.clone(), sweep_interval(heartbeat_ttl_secs)));
     }
-    let server = tokio::spawn(http_server::serve(runtime, listener));
+    let server = tokio::spawn(http_server::serve(runtime, listener, args.max_body_bytes));
     tokio::select! {
         result = server => { result??; }
         _ = shutdown_signal() => { tracing::info!("shutting down"); }

@@ -1,6 +1,6 @@
 //! `twinlattice validate`: run the validator component on one document.
 
-use crate::runtime::{Runtime, RuntimeOptions};
+use crate::runtime::Runtime;
 use crate::ValidateArgs;
 use anyhow::{bail, Result};
 use std::io::Read;
@@ -12,16 +12,7 @@ const VALIDATOR: &str = "twinlattice:validation/validator@0.1.0";
 pub async fn run(args: ValidateArgs) -> Result<ExitCode> {
     // Validation stores nothing; the runtime still wants a data directory.
     let scratch = std::env::temp_dir().join(format!("twinlattice-validate-{}", std::process::id()));
-    let options = RuntimeOptions {
-        components_dir: args.runtime.components_dir.clone(),
-        data_dir: scratch.clone(),
-        cache_dir: args.runtime.cache_dir.clone(),
-        fsync: false,
-        outbound: Default::default(),
-        extra_components: vec![crate::runtime::policy_file(&args.runtime.components_dir, &args.runtime.policy)],
-        config: Vec::new(),
-        http_routes: crate::settings::DEFAULT_HTTP_ROUTES.to_string(),
-    };
+    let options = args.runtime.offline_runtime(scratch.clone(), false);
     let runtime = Runtime::start(&options).await;
     let _ = std::fs::remove_dir_all(&scratch);
     let runtime = runtime?;

@@ -23,9 +23,13 @@ use wasmtime::Engine;
 /// broker); on a lattice, providers do.
 const HOST_PROVIDED: &[&str] = &["twinlattice:transport/outbound@0.1.0", "twinlattice:coordination/locks@0.1.0"];
 
+/// Project interfaces the host calls itself (the typed HTTP entry), which
+/// several components export and none imports.
+const HOST_CALLED: &[&str] = &["twinlattice:http-face/handler@0.1.0"];
+
 /// Interfaces linked between components rather than given by the host.
 pub fn is_project_interface(name: &str) -> bool {
-    name.starts_with("twinlattice:") && !HOST_PROVIDED.contains(&name)
+    name.starts_with("twinlattice:") && !HOST_PROVIDED.contains(&name) && !HOST_CALLED.contains(&name)
 }
 
 /// A loaded component and the project interfaces it imports and exports.

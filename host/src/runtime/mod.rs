@@ -22,7 +22,6 @@ use std::sync::Arc;
 use wasmtime::component::{Component, Linker, Val};
 use wasmtime::Engine;
 use wasmtime_wasi_config::WasiConfigVariables;
-use wasmtime_wasi_http::bindings::ProxyPre;
 
 /// Where the host finds its parts and keeps its data.
 /// Compile every component in `components_dir` into `cache_dir` ahead of
@@ -53,6 +52,8 @@ pub struct RuntimeOptions {
     /// Which HTTP entry component serves which first path segment (see
     /// `HttpRoutes::new`).
     pub http_routes: String,
+    /// How HTTP entry components are entered.
+    pub http_entry: http_pool::EntryKind,
     /// Components to load besides those in `components_dir` (the routing
     /// policy chosen from `components_dir/policies/`).
     pub extra_components: Vec<PathBuf>,
@@ -198,8 +199,8 @@ impl Runtime {
                     }
                 }
             }
-            if let Ok(proxy) = ProxyPre::new(pre) {
-                http.insert(l.name.to_string(), http_pool::HttpPool::new(l.name.clone(), proxy, factory.clone()));
+            if let Some(entry) = http_pool::HttpPool::new(l.name.clone(), pre, options.http_entry, factory.clone()) {
+                http.insert(l.name.to_string(), entry);
             }
             tracing::info!(component = %l.name, imports = ?l.imports.keys().collect::<Vec<_>>(), exports = ?l.exports, "component linked");
             components.push(l.name.to_string());
@@ -292,7 +293,6 @@ impl Runtime {
         })
     }
 
-    /// Warm instances of the HTTP entry component, if one was loaded.
     /// The HTTP entry component that serves `path`.
     pub fn http_entry(&self, path: &str) -> Option<&http_pool::HttpPool> {
         self.http.get(self.http_routes.component_for(path))
