@@ -290,13 +290,60 @@ class Server:
 # --------------------------------------------------------------------------
 
 
+class LatticeTarget:
+    """The faces of a twinlattice application deployed on a wasmCloud lattice
+    (`scripts/test-lattice.sh` deploys it and sets TWINLATTICE_TEST_LATTICE_URL,
+    and TWINLATTICE_TEST_LATTICE_TWINS_URL for the twin API's own port).
+    Stands in for `Server` in the tests that only talk to the running
+    service; those that start, stop or configure hosts are embedded-only."""
+
+    def __init__(self, base_url: str, twins_url: str | None):
+        self.base_url = base_url.rstrip("/")
+        self.twins_url = (twins_url or base_url).rstrip("/")
+        self.client = Client()
+        self.stdout_lines: list[str] = []
+
+    @property
+    def running(self) -> bool:
+        return True
+
+    def url(self, path: str, prefix: str = "") -> str:
+        return self.base_url + prefix + path
+
+    def kill(self) -> None:
+        self.client.close()
+
+
+LATTICE_URL = os.environ.get("TWINLATTICE_TEST_LATTICE_URL")
+
+
+def pytest_collection_modifyitems(config, items):
+    """On a lattice, tests marked `embedded` (they start, kill or configure
+    host processes, or read a host's output) are deselected, not skipped:
+    the lattice run is the embedded run's service-level subset."""
+    for item in items:
+        if "server_factory" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.embedded)
+    if not LATTICE_URL:
+        return
+    kept = [i for i in items if i.get_closest_marker("embedded") is None]
+    deselected = [i for i in items if i.get_closest_marker("embedded") is not None]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = kept
+
+
 @pytest.fixture(scope="session")
 def server(tmp_path_factory):
-    """The shared server for the bulk of the API tests (default settings).
+    """The shared server for the bulk of the API tests (default settings), or
+    the lattice deployment named by TWINLATTICE_TEST_LATTICE_URL.
 
     Tests must not depend on each other's data: use `uid()` for every id.
     """
-    s = Server(tmp_path_factory.mktemp("data-shared")).start()
+    if LATTICE_URL:
+        s = LatticeTarget(LATTICE_URL, os.environ.get("TWINLATTICE_TEST_LATTICE_TWINS_URL"))
+    else:
+        s = Server(tmp_path_factory.mktemp("data-shared")).start()
     yield s
     s.kill()
 
