@@ -16,6 +16,8 @@
 //! - `WASMCLOUD_RPC_TIMEOUT_MS` (2000), `WASMCLOUD_MAX_EXECUTION_TIME_MS`,
 //!   `WASMCLOUD_MAX_LINEAR_MEMORY` (bytes per component instance),
 //!   `WASMCLOUD_PROV_SHUTDOWN_DELAY_MS`, `WASMCLOUD_HEARTBEAT_INTERVAL_MS`;
+//! - `WASMCLOUD_WORKER_THREADS`: a multi-threaded runtime with that many
+//!   workers instead of one thread (see `runtime`);
 //! - `WASMCLOUD_LOG_LEVEL`/`RUST_LOG` for the log filter.
 
 use anyhow::{Context, Result};
@@ -86,8 +88,35 @@ fn config() -> Result<HostConfig> {
     Ok(config)
 }
 
-#[tokio::main]
-async fn main() -> Result<()> {
+/// The host's async runtime. By default one thread: wRPC's NATS transport
+/// (wrpc-transport-nats 0.29, which wasmcloud-host 0.27 uses) routes every
+/// reply through one demultiplexing task that learns an invocation's reply
+/// subjects from a command queue and `select!`s at random between that queue
+/// and incoming messages; a reply handled before its subscription command is
+/// dropped, and the call then waits for its handshake forever. On a
+/// multi-threaded runtime that happens when a fast provider answers before
+/// the task got its turn (measured here: 1 in a few hundred requests hung,
+/// more with more workers). On one thread tasks run in the order they were
+/// woken, so the command, queued before the invocation is published, is
+/// always handled before the reply. `WASMCLOUD_WORKER_THREADS=N` gives a
+/// multi-threaded runtime with N workers instead.
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    let mut builder = match parsed::<usize>("WASMCLOUD_WORKER_THREADS")? {
+        Some(n) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n.max(1));
+            b
+        }
+        None => tokio::runtime::Builder::new_current_thread(),
+    };
+    builder.enable_all().build().context("failed to start the async runtime")
+}
+
+fn main() -> Result<()> {
+    runtime()?.block_on(run())
+}
+
+async fn run() -> Result<()> {
     let filter = var("RUST_LOG").or_else(|| var("WASMCLOUD_LOG_LEVEL")).unwrap_or_else(|| "info".into());
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
