@@ -10,6 +10,7 @@
 #   scripts/lattice.sh down             stop everything started here; data kept
 #   scripts/lattice.sh wash ARGS…       wash, pointed at this lattice
 #   scripts/lattice.sh manifest [FILE]  wadm.yaml with file:// paths to this machine's builds
+#                                       (and TWINLATTICE_LATTICE_HTTP_PORT/_TWINS_PORT)
 #
 # State (logs, pids, the JetStream store) lives in $TWINLATTICE_LATTICE_DIR
 # (default $TWINLATTICE_CACHE/lattice); `down --wipe` removes it. NATS listens
@@ -129,9 +130,12 @@ down() {
 
 manifest() {
   # wadm.yaml names its images `file://./build/…`; point them at this
-  # machine's build outputs.
+  # machine's build outputs. TWINLATTICE_LATTICE_HTTP_PORT and
+  # _TWINS_PORT move the two faces off 9021 and 9022.
   sed -e "s#file://./build/providers/#file://$TWINLATTICE_CACHE/providers/#g" \
-      -e "s#file://./build/#file://$TWINLATTICE_COMPONENTS_DIR/#g" "${1:-$root/wadm.yaml}"
+      -e "s#file://./build/#file://$TWINLATTICE_COMPONENTS_DIR/#g" \
+      -e "s#127.0.0.1:9021#127.0.0.1:${TWINLATTICE_LATTICE_HTTP_PORT:-9021}#g" \
+      -e "s#127.0.0.1:9022#127.0.0.1:${TWINLATTICE_LATTICE_TWINS_PORT:-9022}#g" "${1:-$root/wadm.yaml}"
 }
 
 cmd="${1:-}"; shift || true
@@ -144,5 +148,5 @@ case "$cmd" in
   wash) WASMCLOUD_CTL_HOST=127.0.0.1 WASMCLOUD_CTL_PORT="$TWINLATTICE_NATS_PORT" \
         WASMCLOUD_LATTICE="${TWINLATTICE_LATTICE:-default}" exec "$wash_bin" "$@" ;;
   manifest) manifest "$@" ;;
-  *) sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

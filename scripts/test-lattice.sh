@@ -11,7 +11,12 @@ source "$here/env.sh"
 venv="$TWINLATTICE_CACHE/venv"
 lattice="$here/lattice.sh"
 
+# Its own directory and ports, so it runs beside a developer's lattice or
+# `twinlattice serve` on the default ones.
 export TWINLATTICE_LATTICE_DIR="${TWINLATTICE_LATTICE_DIR:-$TWINLATTICE_CACHE/lattice-test}"
+export TWINLATTICE_NATS_PORT="${TWINLATTICE_NATS_PORT:-4322}"
+export TWINLATTICE_LATTICE_HTTP_PORT="${TWINLATTICE_LATTICE_HTTP_PORT:-9321}"
+export TWINLATTICE_LATTICE_TWINS_PORT="${TWINLATTICE_LATTICE_TWINS_PORT:-9322}"
 "$lattice" setup
 "$lattice" down --wipe >/dev/null 2>&1 || true
 trap '"$lattice" down >/dev/null 2>&1 || true' EXIT
@@ -21,8 +26,8 @@ manifest="$TWINLATTICE_LATTICE_DIR/twinlattice.yaml"
 "$lattice" manifest > "$manifest"
 started=$(date +%s%N)
 "$lattice" wash app deploy "$manifest"
-url="http://127.0.0.1:9021"
-twins_url="http://127.0.0.1:9022"
+url="http://127.0.0.1:$TWINLATTICE_LATTICE_HTTP_PORT"
+twins_url="http://127.0.0.1:$TWINLATTICE_LATTICE_TWINS_PORT"
 for _ in $(seq 1 600); do
   if curl -sf -o /dev/null "$url/description" && curl -s -o /dev/null -w '%{http_code}' "$twins_url/account" | grep -q 401; then
     break

@@ -44,3 +44,11 @@ fi
 log "end-to-end tests"
 cd "$root"
 "$venv/bin/python" -m pytest -q tests "$@"
+
+# The same service-level tests against a local wasmCloud lattice (builds the
+# lattice tools once per machine: see scripts/lattice.sh). Skipped only when
+# asked: TWINLATTICE_SKIP_LATTICE=1.
+if [ "${TWINLATTICE_SKIP_LATTICE:-0}" != 1 ]; then
+  log "end-to-end tests on a wasmCloud lattice"
+  "$here/test-lattice.sh"
+fi
