@@ -30,6 +30,7 @@ for crate in "$root"/components/*/Cargo.toml; do
     policy-*) dest="$TWINLATTICE_COMPONENTS_DIR/policies/$name.wasm" ;;
     *) dest="$TWINLATTICE_COMPONENTS_DIR/$name.wasm" ;;
   esac
-  cmp -s "$src" "$dest" 2>/dev/null || cp "$src" "$dest"
+  # Copied in with a rename: a running host may be reading the old file.
+  cmp -s "$src" "$dest" 2>/dev/null || { cp "$src" "$dest.tmp.$$" && mv -f "$dest.tmp.$$" "$dest"; }
 done
 log "components in $TWINLATTICE_COMPONENTS_DIR: $(cd "$TWINLATTICE_COMPONENTS_DIR" && ls *.wasm policies/*.wasm | tr '\n' ' ')"

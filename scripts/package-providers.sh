@@ -50,13 +50,23 @@ while IFS=$'\t' read -r package version bin crate_dir; do
   log "building provider $package ($bin)"
   cargo build --release --locked --manifest-path "$root/Cargo.toml" \
     --target-dir "$TWINLATTICE_TARGET_DIR" -p "$package" --bin "$bin" >&2
+  # Re-pack only when the binary changed, and swap the archive in with a
+  # rename: a host may be reading the old one right now.
+  binary="$TWINLATTICE_TARGET_DIR/release/$bin"
+  stamp="$out/$package.par.gz.sha256"
+  sum="$(sha256sum "$binary" | cut -d' ' -f1)"
+  if [ -f "$out/$package.par.gz" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$sum" ]; then
+    log "provider archive $out/$package.par.gz is up to date"
+    continue
+  fi
+  tmp="$out/.$package.$$.par.gz"
   args=(par create
     --arch "$arch"
-    --binary "$TWINLATTICE_TARGET_DIR/release/$bin"
+    --binary "$binary"
     --name "$package"
     --vendor twinlattice
     --version "$version"
-    --destination "$out/$package.par.gz"
+    --destination "$tmp"
     --compress
     --directory "$keys")
   # The WIT the provider serves goes into the archive too.
@@ -64,5 +74,7 @@ while IFS=$'\t' read -r package version bin crate_dir; do
     args+=(--wit-directory "$crate_dir/wit")
   fi
   "$wash" "${args[@]}" >&2
+  mv -f "$tmp" "$out/$package.par.gz"
+  echo "$sum" > "$stamp"
   log "packaged $out/$package.par.gz"
 done <<< "$providers"
