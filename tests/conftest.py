@@ -293,13 +293,16 @@ class Server:
 class LatticeTarget:
     """The faces of a twinlattice application deployed on a wasmCloud lattice
     (`scripts/test-lattice.sh` deploys it and sets TWINLATTICE_TEST_LATTICE_URL,
-    and TWINLATTICE_TEST_LATTICE_TWINS_URL for the twin API's own port).
+    TWINLATTICE_TEST_LATTICE_TWINS_URL for the twin API's own port, and
+    TWINLATTICE_TEST_LATTICE_NATS_URL for the lattice's NATS server, through
+    which `twinlattice account create --lattice` reaches the twins component).
     Stands in for `Server` in the tests that only talk to the running
     service; those that start, stop or configure hosts are embedded-only."""
 
-    def __init__(self, base_url: str, twins_url: str | None):
+    def __init__(self, base_url: str, twins_url: str | None, nats_url: str | None = None):
         self.base_url = base_url.rstrip("/")
         self.twins_url = (twins_url or base_url).rstrip("/")
+        self.nats_url = nats_url
         self.client = Client()
         self.stdout_lines: list[str] = []
 
@@ -341,7 +344,8 @@ def server(tmp_path_factory):
     Tests must not depend on each other's data: use `uid()` for every id.
     """
     if LATTICE_URL:
-        s = LatticeTarget(LATTICE_URL, os.environ.get("TWINLATTICE_TEST_LATTICE_TWINS_URL"))
+        s = LatticeTarget(LATTICE_URL, os.environ.get("TWINLATTICE_TEST_LATTICE_TWINS_URL"),
+                          os.environ.get("TWINLATTICE_TEST_LATTICE_NATS_URL"))
     else:
         s = Server(tmp_path_factory.mktemp("data-shared")).start()
     yield s

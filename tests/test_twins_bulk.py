@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
 import requests
 
 from twins_helpers import account, admin_url, ok, scan_all
+
+# The loader is the embedded host's admin endpoint (`POST /admin/bulk-twins`);
+# a lattice has no admin endpoint.
+pytestmark = pytest.mark.embedded
 
 
 def test_bulk_twins_are_ordinary_twins(server):

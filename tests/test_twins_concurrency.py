@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
-from twins_helpers import account, create_twin, history, ledger, ok
+from twins_helpers import account, create_twin, history, ledger, ok, twin_api_url
 
 WRITERS = 8
 WRITES = 25
@@ -21,7 +21,7 @@ def test_parallel_writers_lose_no_update_and_no_history(server):
     a = account(server)
     twin = create_twin(a.tt)
     ok(a.tt.add_twin_ledger_entry, twin, status=201, body={"entries": {f"e{i}": {"value": -1} for i in range(WRITERS)} | {"shared": {"value": -1, "history": "INF"}}})
-    url = server.url(f"/twins/{twin}/ledgers/personal")
+    url = f"{twin_api_url(server)}/twins/{twin}/ledgers/personal"
     headers = {"Authorization": a.secret, "Content-Type": "application/json"}
 
     def writer(i: int) -> list[int]:

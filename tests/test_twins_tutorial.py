@@ -31,6 +31,7 @@ from twins_helpers import (
     ok,
     pause,
     tt_for,
+    twin_api_url,
     twin_uuid,
     values,
 )
@@ -91,7 +92,7 @@ def test_tutorial_meter_walk(server):
     pin = ok(sa_tt.create_user_secret_pin, user["uuid"], body={"validity_ts": validity}, status=201)
     assert PIN_RE.match(pin["pin"]), pin
 
-    anonymous = TTRESTService(tt_base=server.base_url)
+    anonymous = TTRESTService(tt_base=twin_api_url(server))
     made = ok(anonymous.create_user_secret, sa["account"], pin["pin"], status=201)
     assert made["account"] == sa["account"] and made["user"] == user["uuid"], made
     assert SECRET_RE.match(made["secret"]), made
@@ -309,7 +310,7 @@ def test_tutorial_role_only_sees_demo_app_twins(server):
     }, status=201)["uuid"]
     user = ok(sa_tt.create_user, body={"name": "meter user", "role": role}, status=201)["uuid"]
     pin = ok(sa_tt.create_user_secret_pin, user, status=201)["pin"]
-    secret = ok(TTRESTService(tt_base=server.base_url).create_user_secret, sa["account"], pin, status=201)["secret"]
+    secret = ok(TTRESTService(tt_base=twin_api_url(server)).create_user_secret, sa["account"], pin, status=201)["secret"]
     tt = tt_for(server, secret)
 
     other = create_twin(sa_tt, {"application": "something else"})
@@ -331,7 +332,7 @@ def test_tutorial_role_only_sees_demo_app_twins(server):
     }, status=201)["uuid"]
     u2 = ok(sa_tt.create_user, body={"name": "no terminate", "role": no_terminate}, status=201)["uuid"]
     pin2 = ok(sa_tt.create_user_secret_pin, u2, status=201)["pin"]
-    s2 = ok(TTRESTService(tt_base=server.base_url).create_user_secret, sa["account"], pin2, status=201)["secret"]
+    s2 = ok(TTRESTService(tt_base=twin_api_url(server)).create_user_secret, sa["account"], pin2, status=201)["secret"]
     tt2 = tt_for(server, s2)
     expect_error(tt2.terminate_twin, mine, http=403, subcode=403535)
     assert ok(sa_tt.get_twin, mine)["status"] == "alive"

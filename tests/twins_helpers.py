@@ -7,7 +7,9 @@ is used only for transport quirks the client cannot produce.
 
 Accounts come from the real CLI: `twinlattice account create --admin URL`
 prints `{"account","user","role","secret"}` (the Super Admin); the demo data
-from `twinlattice demo seed --admin URL`.
+from `twinlattice demo seed --admin URL`. On a lattice (`LatticeTarget`) the
+same commands take `--lattice NATS_URL` and call the twins component over
+wRPC, and the twin API has its own port (`twin_api_url`).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import Any, Callable
 import requests
 from trustedtwin.tt_api import TTRESTService
 
-from conftest import require_running, run_cli
+from conftest import LatticeTarget, require_running, run_cli
 
 HTTP_TIMEOUT = float(os.environ.get("TWINLATTICE_HTTP_TIMEOUT", "30"))
 CLI_TIMEOUT = 120
@@ -65,6 +67,21 @@ TUTORIAL_ACTIONS = [
 # --------------------------------------------------------------------------
 
 
+def twin_api_url(server) -> str:
+    """Where the twin API is served: the embedded host serves it on its one
+    port beside the AAS registry; a lattice gives it a port of its own."""
+    return getattr(server, "twins_url", None) or server.base_url
+
+
+def admin_target(server) -> list[str]:
+    """The CLI's target for the twins component's admin calls: the embedded
+    host's admin endpoint, or the lattice's NATS server."""
+    if isinstance(server, LatticeTarget):
+        assert server.nats_url, "a lattice target needs TWINLATTICE_TEST_LATTICE_NATS_URL (scripts/test-lattice.sh sets it)"
+        return ["--lattice", server.nats_url]
+    return ["--admin", admin_url(server)]
+
+
 def admin_url(server) -> str:
     """The admin URL the server printed (`twinlattice admin listening on URL`)."""
     require_running(server)
@@ -89,10 +106,11 @@ def _one_json_object(p: subprocess.CompletedProcess, what: str) -> dict:
 
 
 def new_account(server, name: str | None = None) -> dict:
-    """A fresh account through `twinlattice account create --admin URL`.
+    """A fresh account through `twinlattice account create --admin URL` (on a
+    lattice `--lattice NATS_URL`).
 
     Returns `{"account","user","role","secret"}` (the Super Admin)."""
-    args = ["account", "create", "--admin", admin_url(server)]
+    args = ["account", "create", *admin_target(server)]
     if name is not None:
         args += ["--name", name]
     acct = _one_json_object(run_twinlattice(*args), "twinlattice account create")
@@ -104,8 +122,9 @@ def new_account(server, name: str | None = None) -> dict:
 
 
 def demo_seed(server) -> dict:
-    """`twinlattice demo seed --admin URL` → `{"account","twin","identity","meters"}`."""
-    seed = _one_json_object(run_twinlattice("demo", "seed", "--admin", admin_url(server)), "twinlattice demo seed")
+    """`twinlattice demo seed --admin URL` (on a lattice `--lattice NATS_URL`)
+    → `{"account","twin","identity","meters"}`."""
+    seed = _one_json_object(run_twinlattice("demo", "seed", *admin_target(server)), "twinlattice demo seed")
     assert set(seed) == {"account", "twin", "identity", "meters"}, seed
     assert UUID_RE.match(seed["account"]) and UUID_RE.match(seed["twin"]), seed
     assert isinstance(seed["meters"], list) and seed["meters"], seed
@@ -120,7 +139,7 @@ def demo_seed(server) -> dict:
 def tt_for(server, secret: str | None = None, **kw: Any) -> TTRESTService:
     """The official client on the test server (`secret=None`: no Authorization)."""
     require_running(server)
-    return TTRESTService(tt_auth=secret, tt_base=server.base_url, **kw)
+    return TTRESTService(tt_auth=secret, tt_base=twin_api_url(server), **kw)
 
 
 def parse(text: str, what: str = "") -> Any:
@@ -178,7 +197,7 @@ def raw(server, method: str, path: str, secret: str | None = None, headers: dict
     if secret is not None:
         h.setdefault("Authorization", secret)
     kw.setdefault("timeout", HTTP_TIMEOUT)
-    r = requests.request(method, server.base_url + path, headers=h, **kw)
+    r = requests.request(method, twin_api_url(server) + path, headers=h, **kw)
     assert r.status_code < 500, f"{method} {path}: server error {r.status_code}: {r.text[:2000]}"
     return r.status_code, parse(r.text, f"{method} {path}")
 

@@ -74,7 +74,9 @@ enum AccountCommand {
     /// Create an account with its Super Admin role, user and User Secret (as
     /// the Trusted Twin self-care panel does) and print
     /// {"account","user","role","secret"}. The secret is shown only this
-    /// once; the store keeps its hash.
+    /// once; the store keeps its hash. Targets: a running host's admin
+    /// endpoint (--admin, the default), a stopped host's data (--data-dir),
+    /// or the twins component on a wasmCloud lattice (--lattice NATS_URL).
     Create(commands::account::CreateArgs),
 }
 
@@ -85,7 +87,8 @@ enum DemoCommand {
     /// six Gdańsk stations, all visibility "true", plus a public Identity.
     /// The temperatures are GENERATED (a daily cycle), not measured: no
     /// package ships the tutorial's open data. Idempotent. Prints
-    /// {"account","twin","identity","meters"}.
+    /// {"account","twin","identity","meters"}. Targets as for `account
+    /// create`: --admin (the default), --data-dir or --lattice NATS_URL.
     Seed(commands::account::SeedArgs),
 }
 
@@ -226,7 +229,11 @@ pub struct ValidateArgs {
 fn init_logging(filter: &str, format: LogFormat) {
     // The embedded MQTT broker logs every client's connect and disconnect at
     // info and error; keep it to warnings unless asked for by name.
-    let filter = if filter.contains("rumqttd") { filter.to_string() } else { format!("{filter},rumqttd=off") };
+    let mut filter = if filter.contains("rumqttd") { filter.to_string() } else { format!("{filter},rumqttd=off") };
+    // The NATS client of `--lattice` says "event: connected" at info.
+    if !filter.contains("async_nats") {
+        filter.push_str(",async_nats=warn");
+    }
     let filter = tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
@@ -244,7 +251,14 @@ fn main() -> std::process::ExitCode {
     }
     let cli = Cli::parse();
     init_logging(&cli.log_level, cli.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // `account` and `demo` may call a lattice over wRPC, whose NATS
+    // transport can lose a reply on a multi-threaded runtime
+    // (commands/lattice.rs); they do one call, so one thread is enough.
+    let mut builder = match cli.command {
+        Command::Account(_) | Command::Demo(_) => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("twinlattice: cannot start the async runtime: {e}");

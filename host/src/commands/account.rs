@@ -1,7 +1,9 @@
 //! `twinlattice account create` and `twinlattice demo seed`: the twins
 //! component's `admin` interface, reached through a running host's admin
-//! endpoint, or in-process on a data directory no host is using.
+//! endpoint, in-process on a data directory no host is using, or over wRPC
+//! on a wasmCloud lattice (`super::lattice`).
 
+use super::lattice;
 use crate::runtime::Runtime;
 use crate::HostArgs;
 use anyhow::{bail, Context, Result};
@@ -14,17 +16,37 @@ use wasmtime::component::Val;
 
 pub const TWINS_ADMIN: &str = "twinlattice:twins/admin@0.1.0";
 
-/// Where the admin call goes.
+const DEFAULT_ADMIN: &str = "http://127.0.0.1:9029";
+
+/// Where the admin call goes: one of --admin, --data-dir, --lattice.
 #[derive(clap::Args)]
 pub struct Target {
-    /// A running host's admin endpoint (used unless --data-dir is given).
-    #[arg(long, env = "TWINLATTICE_ADMIN_URL", default_value = "http://127.0.0.1:9029")]
-    admin: String,
+    /// A running embedded host's admin endpoint. The target when neither
+    /// --data-dir nor --lattice is given; its default is
+    /// $TWINLATTICE_ADMIN_URL, else http://127.0.0.1:9029.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["data_dir", "lattice"])]
+    admin: Option<String>,
 
     /// Work on this data directory instead, in-process. No host may be
     /// running on it (the store allows one process at a time).
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", conflicts_with = "lattice")]
     data_dir: Option<PathBuf>,
+
+    /// Call the twins component on a wasmCloud lattice instead, over wRPC
+    /// through this NATS server (e.g. nats://127.0.0.1:4222), as `wash call`
+    /// does. The call times out after 10 s.
+    #[arg(long, value_name = "NATS_URL")]
+    lattice: Option<String>,
+
+    /// With --lattice: the lattice's name.
+    #[arg(long, env = "WASMCLOUD_LATTICE", default_value = "default")]
+    lattice_name: String,
+
+    /// With --lattice: the id of the component exporting
+    /// twinlattice:twins/admin (wadm names the `twins` component of the
+    /// application `twinlattice` `twinlattice-twins`).
+    #[arg(long, value_name = "ID", default_value = "twinlattice-twins", requires = "lattice")]
+    component: String,
 
     #[command(flatten)]
     runtime: HostArgs,
@@ -80,24 +102,42 @@ pub async fn call_admin(runtime: &Runtime, func: &str, params: &[Val]) -> Result
 
 pub async fn create(args: CreateArgs) -> Result<ExitCode> {
     let name = args.name.clone();
-    run(args.target, "create-account", "/admin/accounts", serde_json::json!({ "name": name }), vec![Val::Option(
-        name.map(|n| Box::new(Val::String(n))),
-    )])
+    run(
+        args.target,
+        "create-account",
+        "/admin/accounts",
+        serde_json::json!({ "name": name }),
+        vec![Val::Option(name.clone().map(|n| Box::new(Val::String(n))))],
+        lattice::AdminCall::CreateAccount(name),
+    )
     .await
 }
 
 pub async fn seed(args: SeedArgs) -> Result<ExitCode> {
-    run(args.target, "seed-demo", "/admin/demo", serde_json::json!({}), Vec::new()).await
+    run(args.target, "seed-demo", "/admin/demo", serde_json::json!({}), Vec::new(), lattice::AdminCall::SeedDemo).await
 }
 
-async fn run(target: Target, func: &str, path: &str, body: serde_json::Value, params: Vec<Val>) -> Result<ExitCode> {
-    let answer = match &target.data_dir {
-        Some(dir) => {
-            let options = target.runtime.offline_runtime(dir.clone(), true);
-            let runtime = Runtime::start(&options).await?;
-            call_admin(&runtime, func, &params).await?
-        }
-        None => post(&target.admin, path, body).await?,
+async fn run(
+    target: Target,
+    func: &str,
+    path: &str,
+    body: serde_json::Value,
+    params: Vec<Val>,
+    lattice_call: lattice::AdminCall,
+) -> Result<ExitCode> {
+    let answer = if let Some(dir) = &target.data_dir {
+        let options = target.runtime.offline_runtime(dir.clone(), true);
+        let runtime = Runtime::start(&options).await?;
+        call_admin(&runtime, func, &params).await?
+    } else if let Some(nats_url) = &target.lattice {
+        let at = lattice::Lattice { nats_url, lattice: &target.lattice_name, component: &target.component };
+        lattice::call(&at, lattice_call).await?
+    } else {
+        let admin = target
+            .admin
+            .or_else(|| std::env::var("TWINLATTICE_ADMIN_URL").ok().filter(|u| !u.is_empty()))
+            .unwrap_or_else(|| DEFAULT_ADMIN.to_string());
+        post(&admin, path, body).await?
     };
     match answer {
         Ok(v) => {
