@@ -114,7 +114,7 @@ jetstream {
 }
 EOF
   start nats "$dir/logs/nats.log" "Server is ready" "$nats_bin" --config "$dir/nats.conf"
-  start wadm "$dir/logs/wadm.log" "" "$wadm_bin" --nats-server "127.0.0.1:$TWINLATTICE_NATS_PORT"
+  start wadm "$dir/logs/wadm.log" "Creating API subscriber" "$wadm_bin" --nats-server "127.0.0.1:$TWINLATTICE_NATS_PORT"
   [ "$#" -gt 0 ] || set -- site=a
   for labels in "$@"; do host_up "$labels"; done
 }

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod support;
-use support::{closed_loop, env_num, fixed_rate, get_request, start_host, AnyError, RawConn, Stats};
+use support::{closed_loop, env_num, fixed_rate, get_request, request, shell_descriptor as descriptor, start_host, AnyError, RawConn, Stats};
 
 /// The bench's lattice uses its own ports, beside any other lattice or host.
 const LATTICE_HTTP: &str = "127.0.0.1:9421";
@@ -64,31 +64,13 @@ impl Drop for Lattice {
     }
 }
 
-fn descriptor(i: usize) -> (String, String) {
-    let id = format!("https://bench.example.com/ids/aas/{i:08}");
-    let body = serde_json::json!({
-        "id": id, "idShort": format!("Bench{i}"), "assetKind": "Instance",
-        "globalAssetId": format!("https://bench.example.com/ids/asset/{i:08}"),
-        "endpoints": [{"interface": "AAS-3.0", "protocolInformation": {"href": "https://repo.example.com/x"}}],
-    });
-    (id, body.to_string())
-}
-
-fn post_request(body: &str) -> Vec<u8> {
-    format!(
-        "POST /shell-descriptors HTTP/1.1\r\nhost: bench\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .into_bytes()
-}
-
 /// POST descriptors 0..n one after another on one connection.
 async fn load(addr: SocketAddr, n: usize) -> Result<Stats, AnyError> {
     let mut conn = RawConn::open(addr).await?;
     let started = Instant::now();
     let mut micros = Vec::with_capacity(n);
     for i in 0..n {
-        let req = post_request(&descriptor(i).1);
+        let req = request("POST", "/shell-descriptors", &[("content-type", "application/json")], descriptor(i).1.as_bytes());
         let t = Instant::now();
         let status = conn.send(&req).await?;
         if status != 201 && status != 409 {

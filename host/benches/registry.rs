@@ -32,22 +32,7 @@ use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 
 mod support;
-use support::{closed_loop, env_num, fixed_rate, get_request, start_host, stats, AnyError, Stats};
-
-fn descriptor(i: usize) -> (String, String) {
-    let id = format!("https://bench.example.com/ids/aas/{i:08}");
-    let body = serde_json::json!({
-        "id": id,
-        "idShort": format!("Bench{i}"),
-        "assetKind": "Instance",
-        "globalAssetId": format!("https://bench.example.com/ids/asset/{i:08}"),
-        "specificAssetIds": [{"name": "serialNumber", "value": format!("SN-{i:08}")}],
-        "endpoints": [{"interface": "AAS-3.0", "protocolInformation": {
-            "href": format!("https://repo.bench.example.com/api/v3.0/shells/{}", B64.encode(&id)),
-            "endpointProtocol": "HTTP", "endpointProtocolVersion": ["1.1"]}}],
-    });
-    (id, body.to_string())
-}
+use support::{closed_loop, env_num, fixed_rate, get_request, shell_descriptor as descriptor, start_host, stats, AnyError, Stats};
 
 /// One keep-alive HTTP/1.1 connection.
 struct Conn {

@@ -110,6 +110,24 @@ pub fn start_host(data: &Path, cache: Option<&Path>, fsync: bool, extra: &[&str]
     Ok((Host { child, addr, coap, admin }, started))
 }
 
+/// Shell descriptor `i` of the registry benches: its id and JSON text.
+pub fn shell_descriptor(i: usize) -> (String, String) {
+    use base64::Engine as _;
+    let id = format!("https://bench.example.com/ids/aas/{i:08}");
+    let body = serde_json::json!({
+        "id": id,
+        "idShort": format!("Bench{i}"),
+        "assetKind": "Instance",
+        "globalAssetId": format!("https://bench.example.com/ids/asset/{i:08}"),
+        "specificAssetIds": [{"name": "serialNumber", "value": format!("SN-{i:08}")}],
+        "endpoints": [{"interface": "AAS-3.0", "protocolInformation": {
+            "href": format!("https://repo.bench.example.com/api/v3.0/shells/{}",
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&id)),
+            "endpointProtocol": "HTTP", "endpointProtocolVersion": ["1.1"]}}],
+    });
+    (id, body.to_string())
+}
+
 /// A prepared GET request.
 pub fn get_request(path: &str) -> Vec<u8> {
     format!("GET {path} HTTP/1.1\r\nhost: bench\r\n\r\n").into_bytes()
