@@ -10,7 +10,8 @@
 #   scripts/lattice.sh down             stop everything started here; data kept
 #   scripts/lattice.sh wash ARGS…       wash, pointed at this lattice
 #   scripts/lattice.sh manifest [FILE]  wadm.yaml with file:// paths to this machine's builds
-#                                       (and TWINLATTICE_LATTICE_HTTP_PORT/_TWINS_PORT)
+#                                       (and TWINLATTICE_LATTICE_HTTP_PORT/_TWINS_PORT/
+#                                       _COAP_PORT/_MQTT_PORT)
 #
 # State (logs, pids, the JetStream store) lives in $TWINLATTICE_LATTICE_DIR
 # (default $TWINLATTICE_CACHE/lattice); `down --wipe` removes it. NATS listens
@@ -130,12 +131,14 @@ down() {
 
 manifest() {
   # wadm.yaml names its images `file://./build/…`; point them at this
-  # machine's build outputs. TWINLATTICE_LATTICE_HTTP_PORT and
-  # _TWINS_PORT move the two faces off 9021 and 9022.
+  # machine's build outputs. TWINLATTICE_LATTICE_HTTP_PORT, _TWINS_PORT,
+  # _COAP_PORT and _MQTT_PORT move the faces off 9021, 9022, 5683 and 1883.
   sed -e "s#file://./build/providers/#file://$TWINLATTICE_CACHE/providers/#g" \
       -e "s#file://./build/#file://$TWINLATTICE_COMPONENTS_DIR/#g" \
       -e "s#127.0.0.1:9021#127.0.0.1:${TWINLATTICE_LATTICE_HTTP_PORT:-9021}#g" \
-      -e "s#127.0.0.1:9022#127.0.0.1:${TWINLATTICE_LATTICE_TWINS_PORT:-9022}#g" "${1:-$root/wadm.yaml}"
+      -e "s#127.0.0.1:9022#127.0.0.1:${TWINLATTICE_LATTICE_TWINS_PORT:-9022}#g" \
+      -e "s#127.0.0.1:5683#127.0.0.1:${TWINLATTICE_LATTICE_COAP_PORT:-5683}#g" \
+      -e "s#127.0.0.1:1883#127.0.0.1:${TWINLATTICE_LATTICE_MQTT_PORT:-1883}#g" "${1:-$root/wadm.yaml}"
 }
 
 cmd="${1:-}"; shift || true

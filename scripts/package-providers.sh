@@ -27,7 +27,8 @@ keys="$TWINLATTICE_CACHE/provider-keys"
 mkdir -p "$out" "$keys"
 arch="$(uname -m)-linux"
 
-# One line per provider binary: package, version, bin name, crate directory.
+# One line per provider binary: package, version, bin name, crate directory,
+# the features the bin requires (comma-separated, `-` for none).
 providers="$(cargo metadata --no-deps --format-version 1 --manifest-path "$root/Cargo.toml" | python3 -c '
 import json, os, sys
 meta = json.load(sys.stdin)
@@ -38,7 +39,8 @@ for pkg in meta["packages"]:
         continue
     for target in pkg["targets"]:
         if "bin" in target["kind"]:
-            print("\t".join([pkg["name"], pkg["version"], target["name"], crate_dir]))
+            features = ",".join(target.get("required-features") or []) or "-"
+            print("\t".join([pkg["name"], pkg["version"], target["name"], crate_dir, features]))
 ')"
 
 if [ -z "$providers" ]; then
@@ -46,10 +48,12 @@ if [ -z "$providers" ]; then
   exit 0
 fi
 
-while IFS=$'\t' read -r package version bin crate_dir; do
+while IFS=$'\t' read -r package version bin crate_dir features; do
   log "building provider $package ($bin)"
+  feature_args=()
+  if [ "$features" != "-" ]; then feature_args=(--features "$features"); fi
   cargo build --release --locked --manifest-path "$root/Cargo.toml" \
-    --target-dir "$TWINLATTICE_TARGET_DIR" -p "$package" --bin "$bin" >&2
+    --target-dir "$TWINLATTICE_TARGET_DIR" -p "$package" --bin "$bin" "${feature_args[@]}" >&2
   # Re-pack only when the binary changed, and swap the archive in with a
   # rename: a host may be reading the old one right now.
   binary="$TWINLATTICE_TARGET_DIR/release/$bin"

@@ -22,6 +22,9 @@ fi
 
 log "unit tests (host, and the components' plain-Rust crates)"
 cargo test --release --locked --manifest-path "$root/Cargo.toml" --target-dir "$TWINLATTICE_TARGET_DIR"
+# The bridges' provider binary is behind its feature (the host links the library only).
+cargo test --release --locked --manifest-path "$root/Cargo.toml" --target-dir "$TWINLATTICE_TARGET_DIR" \
+  -p twinlattice-bridges --features provider --bin bridges-provider
 cargo test --release --locked --manifest-path "$root/components/Cargo.toml" -p guest-time -p rules --target-dir "$TWINLATTICE_TARGET_DIR"
 
 # The official AAS OpenAPI files the schemas are derived from are not part of

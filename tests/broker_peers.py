@@ -9,6 +9,9 @@
 * `BrokerEnv` — one mosquitto + one broker server + the simulated AAS made
   for it. Every env has its OWN mosquitto: two twinlattice processes on one
   mosquitto would both consume the `AASpillarbox` topic.
+* `LatticeBrokerEnv` — the same env over a lattice deployment
+  (scripts/test-lattice.sh): the gateway's `/i40commu`, the bridges
+  provider's CoAP inbox and the MQTT broker the provider bridges.
 * `SimAAS` — a simulated AAS. It sends over one protocol (`proto`) and listens
   on one or more inboxes, each a real server: an `http.server` in a thread
   (records POSTed bodies), an aiocoap server with resource `i40commu` (records
@@ -817,6 +820,44 @@ class BrokerEnv:
         self.http.close()
         if self.mosquitto:
             self.mosquitto.stop()
+
+
+class ExternalMqtt:
+    """An MQTT broker this harness did not start (the lattice's): `port`,
+    `running` (it accepts connections), `stop()` leaves it alone."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+
+    @property
+    def running(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=2):
+                return True
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        pass
+
+
+class LatticeBrokerEnv(BrokerEnv):
+    """The broker of a twinlattice application on a wasmCloud lattice: the
+    gateway's `POST /i40commu` at TWINLATTICE_TEST_LATTICE_URL, the bridges
+    provider's CoAP inbox at TWINLATTICE_TEST_LATTICE_COAP_URL and the MQTT
+    broker it bridges on 127.0.0.1:TWINLATTICE_TEST_LATTICE_MQTT_PORT. The
+    lattice is shared: nothing here starts or stops it."""
+
+    def __init__(self) -> None:  # noqa: D107 - BrokerEnv's own start-up is not wanted here
+        from conftest import LatticeTarget
+
+        base_url = os.environ["TWINLATTICE_TEST_LATTICE_URL"]
+        self.mosquitto = ExternalMqtt(int(os.environ["TWINLATTICE_TEST_LATTICE_MQTT_PORT"]))
+        self.peers = []
+        self.mqtt_clients = []
+        self.http = Client()
+        self.server = LatticeTarget(base_url, None)
+        self.server.coap_inbox = os.environ["TWINLATTICE_TEST_LATTICE_COAP_URL"]
 
 
 class SimAAS:

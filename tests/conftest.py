@@ -325,7 +325,7 @@ def pytest_collection_modifyitems(config, items):
     host processes, or read a host's output) are deselected, not skipped:
     the lattice run is the embedded run's service-level subset."""
     for item in items:
-        if "server_factory" in getattr(item, "fixturenames", ()):
+        if {"server_factory", "broker_factory"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.embedded)
     if not LATTICE_URL:
         return

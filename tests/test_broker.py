@@ -43,6 +43,7 @@ from broker_peers import (
     SETTLE,
     BrokerEnv,
     CoapInbox,
+    LatticeBrokerEnv,
     HttpInbox,
     MqttClient,
     Mosquitto,
@@ -62,7 +63,7 @@ from broker_peers import (
     register_msg,
     topic_for,
 )
-from conftest import assert_json, assert_result_body, assert_status, b64, list_all, require_running
+from conftest import LATTICE_URL, assert_json, assert_result_body, assert_status, b64, list_all, require_running
 
 PROTOS = ["http", "coap", "mqtt"]
 PAIRS = [(s, r) for s in PROTOS for r in PROTOS]
@@ -83,8 +84,9 @@ def mosquitto():
 
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory):
-    """The shared broker env of this module: mosquitto + twinlattice with all three bridges."""
-    env = BrokerEnv(tmp_path_factory.mktemp("broker"))
+    """The shared broker env of this module: mosquitto + twinlattice with all
+    three bridges, or the lattice deployment (its bridges provider)."""
+    env = LatticeBrokerEnv() if LATTICE_URL else BrokerEnv(tmp_path_factory.mktemp("broker"))
     yield env
     env.close()
 
@@ -230,6 +232,7 @@ def test_harness_http_and_coap_inboxes():
 # --------------------------------------------------------------------------
 
 
+@pytest.mark.embedded
 def test_startup_lines(env):
     s = env.server
     lines = [line.strip() for line in s.stdout_lines]

@@ -2,8 +2,9 @@
 //! (`coap`), the MQTT bridge (`mqtt`), an embeddable MQTT broker
 //! (`embedded_mqtt`) and delivery over HTTP, CoAP and MQTT (`delivery`).
 //! They hand messages to an [`inbox::Inbox`]: the embedded host runs them
-//! in-process with itself as the inbox; a wasmCloud provider binary over
-//! this library is the lattice form (to come).
+//! in-process with itself as the inbox; the `bridges-provider` binary
+//! (feature `provider`, `src/provider/`) is the lattice form, a wasmCloud v1
+//! capability provider whose inbox is the broker component over wRPC.
 
 pub mod coap;
 pub mod delivery;

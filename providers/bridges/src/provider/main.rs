@@ -1,0 +1,205 @@
+//! `bridges-provider`: the I4.0 broker's protocol bridges as a wasmCloud v1
+//! capability provider, over this crate's library (the same code the
+//! embedded host runs in-process).
+//!
+//! - serves `twinlattice:transport/outbound` over wRPC: the broker
+//!   component's deliveries, one attempt each over HTTP, CoAP or MQTT;
+//! - runs the CoAP inbox and the MQTT bridge, and hands what they take in to
+//!   the broker component named by the link `bridges -> broker`
+//!   (`twinlattice:transport/inbound`), see [`broker_link`].
+//!
+//! It runs on one thread: the wRPC transport of this wasmCloud line
+//! (wrpc-transport-nats 0.29) can drop a reply that arrives before its
+//! subscription is registered when its demultiplexer runs on another worker
+//! thread, and the provider is an invoker (of the broker) as well as a
+//! server. On one thread tasks run in wake order and the race cannot occur.
+//!
+//! The host starts it with its host data (base64 JSON) on stdin; without
+//! that it exits with an error (status 1).
+
+mod broker_link;
+mod settings;
+
+mod bindings {
+    wit_bindgen_wrpc::generate!({
+        world: "provider",
+        generate_all,
+    });
+}
+
+use anyhow::Context as _;
+use bindings::exports::twinlattice::transport::outbound;
+use bindings::twinlattice::transport::types::{DeliveryError, Endpoint, Protocol};
+use broker_link::BrokerLink;
+use bytes::Bytes;
+use settings::{Mqtt, Settings};
+use std::sync::Arc;
+use std::time::Duration;
+use twinlattice_bridges::{coap, delivery, embedded_mqtt, mqtt};
+use wasmcloud_provider_sdk::{
+    get_connection, load_host_data, run_provider, serve_provider_exports, Context, LinkConfig, LinkDeleteInfo, Provider,
+    ProviderInitConfig,
+};
+
+const NAME: &str = "bridges-provider";
+/// How long start-up waits for the MQTT broker before going on without it
+/// (the bridge keeps trying in the background).
+const MQTT_CONNECT_WAIT: Duration = Duration::from_secs(5);
+
+/// Serves `outbound`; one clone per invocation.
+#[derive(Clone)]
+struct Exports {
+    mqtt_outbox: Option<rumqttc::AsyncClient>,
+}
+
+impl outbound::Handler<Option<Context>> for Exports {
+    async fn deliver(
+        &self,
+        _cx: Option<Context>,
+        to: Endpoint,
+        payload: Bytes,
+    ) -> anyhow::Result<Result<(), DeliveryError>> {
+        let payload = payload.to_vec();
+        let result = match to.protocol {
+            Protocol::Http => delivery::deliver_http(&to.address, payload).await,
+            Protocol::Coap => delivery::deliver_coap(&to.address, payload).await,
+            Protocol::Mqtt => delivery::deliver_mqtt(self.mqtt_outbox.as_ref(), &to.address, payload).await,
+        };
+        Ok(result.map_err(|e| {
+            tracing::debug!(address = %to.address, error = %e, "delivery attempt failed");
+            match e {
+                delivery::DeliveryError::Unreachable(s) => DeliveryError::Unreachable(s),
+                delivery::DeliveryError::Rejected(s) => DeliveryError::Rejected(s),
+                delivery::DeliveryError::BadAddress(s) => DeliveryError::BadAddress(s),
+                other => DeliveryError::Unreachable(other.to_string()),
+            }
+        }))
+    }
+}
+
+/// The SDK's side: config check and links. Only a link whose source is this
+/// provider and whose interface is `twinlattice:transport/inbound` matters.
+#[derive(Clone)]
+struct BridgesProvider {
+    broker: Arc<BrokerLink>,
+}
+
+fn is_inbound_link(config: &LinkConfig<'_>) -> bool {
+    let (namespace, package, interfaces) = config.wit_metadata;
+    namespace == "twinlattice" && package == "transport" && interfaces.iter().any(|i| i == "inbound")
+}
+
+impl Provider for BridgesProvider {
+    async fn init(&self, config: impl ProviderInitConfig) -> anyhow::Result<()> {
+        Settings::from_config(config.get_config())?;
+        tracing::info!(provider = config.get_provider_id(), "bridges provider initialising");
+        Ok(())
+    }
+
+    async fn receive_link_config_as_source(&self, config: LinkConfig<'_>) -> anyhow::Result<()> {
+        if !is_inbound_link(&config) {
+            tracing::warn!(target = config.target_id, link = config.link_name, "ignoring a link that is not twinlattice:transport/inbound");
+            return Ok(());
+        }
+        self.broker.link(config.target_id).await?;
+        tracing::info!(target = config.target_id, link = config.link_name, "inboxes now hand messages to this broker");
+        Ok(())
+    }
+
+    async fn delete_link_as_source(&self, info: impl LinkDeleteInfo) -> anyhow::Result<()> {
+        if self.broker.unlink(info.get_target_id()) {
+            tracing::info!(target = info.get_target_id(), "broker link deleted; inboxes refuse messages until the next one");
+        }
+        Ok(())
+    }
+}
+
+fn init_tracing(level: Option<&wasmcloud_provider_sdk::core::logging::Level>) {
+    use wasmcloud_provider_sdk::core::logging::Level;
+    let default = match level {
+        Some(Level::Error | Level::Critical) => "error",
+        Some(Level::Warn) => "warn",
+        Some(Level::Debug) => "debug",
+        Some(Level::Trace) => "trace",
+        Some(Level::Info) | None => "info",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // Logs go to stderr, which the host forwards to its own log.
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+/// Connect the MQTT side: the inbox connection runs the bridge, the outbox
+/// connection carries answers and deliveries. Returns the outbox client.
+async fn start_mqtt(settings: &Settings, broker: Arc<BrokerLink>) -> anyhow::Result<Option<rumqttc::AsyncClient>> {
+    let (host, port) = match &settings.mqtt {
+        Mqtt::Off => {
+            tracing::info!("no mqtt_host and no mqtt_embedded_address: the MQTT bridge is off");
+            return Ok(None);
+        }
+        Mqtt::Broker { host, port } => (host.clone(), *port),
+        Mqtt::Embedded { address } => {
+            let listening = embedded_mqtt::start(&address.ip().to_string(), address.port())?;
+            tracing::info!(%listening, "embedded MQTT broker listening");
+            (listening.ip().to_string(), listening.port())
+        }
+    };
+    let (inbox, inbox_events) = mqtt::client(&host, port, "inbox");
+    let (outbox, outbox_events) = mqtt::client(&host, port, "outbox");
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(mqtt::run_outbox(outbox_events));
+    tokio::spawn(mqtt::run(broker, inbox, inbox_events, outbox.clone(), tx));
+    match tokio::time::timeout(MQTT_CONNECT_WAIT, rx).await {
+        Ok(Ok(())) => tracing::info!(%host, port, "mqtt bridge connected"),
+        _ => tracing::warn!(%host, port, "MQTT broker not reachable yet; the bridge keeps trying"),
+    }
+    Ok(Some(outbox))
+}
+
+async fn run() -> anyhow::Result<()> {
+    let host_data = load_host_data().context("cannot read host data from stdin (the wasmCloud host starts this provider and passes it)")?;
+    init_tracing(host_data.log_level.as_ref());
+    let settings = Settings::from_config(&host_data.config).context("invalid provider config")?;
+    tracing::info!(coap = %settings.coap_address, mqtt = ?settings.mqtt, "starting");
+
+    // Bind before announcing the provider: a taken port fails start-up.
+    let coap_socket = tokio::net::UdpSocket::bind(settings.coap_address)
+        .await
+        .with_context(|| format!("cannot listen for CoAP on {}", settings.coap_address))?;
+
+    let broker = Arc::new(BrokerLink::new(settings.max_inflight, settings.broker_timeout));
+    let shutdown = run_provider(BridgesProvider { broker: broker.clone() }, NAME)
+        .await
+        .context("provider start-up failed")?;
+
+    tracing::info!(listening = %coap_socket.local_addr()?, "coap inbox listening");
+    tokio::spawn(coap::serve(broker.clone(), coap_socket));
+    let mqtt_outbox = start_mqtt(&settings, broker).await?;
+
+    let connection = get_connection();
+    let wrpc = connection
+        .get_wrpc_client(connection.provider_key())
+        .await
+        .context("cannot create the wRPC client")?;
+    serve_provider_exports(&wrpc, Exports { mqtt_outbox }, shutdown, bindings::serve)
+        .await
+        .context("serving the provider's exports failed")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn main() -> std::process::ExitCode {
+    let result = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")
+        .and_then(|runtime| runtime.block_on(run()));
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // One line with its causes: the host logs stderr.
+            eprintln!("{NAME}: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

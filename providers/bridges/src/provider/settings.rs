@@ -1,0 +1,125 @@
+//! The provider's configuration (wadm: the `bridges` capability's config).
+//!
+//! | key | default | meaning |
+//! |---|---|---|
+//! | `coap_address` | `127.0.0.1:5683` | where the CoAP inbox listens (UDP) |
+//! | `mqtt_host` | unset | the MQTT broker to bridge; unset: see `mqtt_embedded_address` |
+//! | `mqtt_port` | `1883` | its port |
+//! | `mqtt_embedded_address` | unset | with no `mqtt_host`: start an embedded MQTT broker here; both unset: the MQTT bridge is off |
+//! | `max_inflight` | `64` | messages handed to the broker at once (back-pressure beyond) |
+//! | `broker_timeout_ms` | `30000` | how long one call to the broker component may take (its deliveries retry inside it) |
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+#[error("config `{key}` = {value:?}: {reason}")]
+pub struct ConfigError {
+    key: &'static str,
+    value: String,
+    reason: &'static str,
+}
+
+/// Where the MQTT side of the bridges connects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mqtt {
+    Off,
+    Broker { host: String, port: u16 },
+    Embedded { address: SocketAddr },
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub coap_address: SocketAddr,
+    pub mqtt: Mqtt,
+    pub max_inflight: usize,
+    pub broker_timeout: Duration,
+}
+
+fn non_empty(config: &HashMap<String, String>, key: &str) -> Option<String> {
+    config.get(key).map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
+}
+
+fn address(config: &HashMap<String, String>, key: &'static str) -> Result<Option<SocketAddr>, ConfigError> {
+    non_empty(config, key)
+        .map(|v| v.parse().map_err(|_| ConfigError { key, value: v, reason: "expected IP:PORT" }))
+        .transpose()
+}
+
+fn number<T: std::str::FromStr + PartialOrd + Copy>(
+    config: &HashMap<String, String>,
+    key: &'static str,
+    default: T,
+    min: T,
+    reason: &'static str,
+) -> Result<T, ConfigError> {
+    match non_empty(config, key) {
+        None => Ok(default),
+        Some(v) => match v.parse::<T>() {
+            Ok(n) if n >= min => Ok(n),
+            _ => Err(ConfigError { key, value: v, reason }),
+        },
+    }
+}
+
+impl Settings {
+    pub fn from_config(config: &HashMap<String, String>) -> Result<Settings, ConfigError> {
+        let coap_address = address(config, "coap_address")?.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 5683)));
+        let mqtt_port = number(config, "mqtt_port", 1883u16, 1, "expected a port 1-65535")?;
+        let mqtt = match (non_empty(config, "mqtt_host"), address(config, "mqtt_embedded_address")?) {
+            (Some(host), _) => Mqtt::Broker { host, port: mqtt_port },
+            (None, Some(address)) => Mqtt::Embedded { address },
+            (None, None) => Mqtt::Off,
+        };
+        let max_inflight = number(config, "max_inflight", 64usize, 1, "expected a count >= 1")?;
+        let broker_timeout_ms = number(config, "broker_timeout_ms", 30_000u64, 1, "expected milliseconds > 0")?;
+        Ok(Settings { coap_address, mqtt, max_inflight, broker_timeout: Duration::from_millis(broker_timeout_ms) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults() {
+        let s = Settings::from_config(&HashMap::new()).expect("defaults are valid");
+        assert_eq!(s.coap_address, SocketAddr::from(([127, 0, 0, 1], 5683)));
+        assert_eq!(s.mqtt, Mqtt::Off);
+        assert_eq!(s.max_inflight, 64);
+        assert_eq!(s.broker_timeout, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn outside_broker_wins_over_embedded() {
+        let s = Settings::from_config(&config(&[
+            ("mqtt_host", "broker.local"),
+            ("mqtt_port", "1884"),
+            ("mqtt_embedded_address", "127.0.0.1:1883"),
+        ]))
+        .expect("valid");
+        assert_eq!(s.mqtt, Mqtt::Broker { host: "broker.local".into(), port: 1884 });
+        let s = Settings::from_config(&config(&[("mqtt_embedded_address", "127.0.0.1:1890")])).expect("valid");
+        assert_eq!(s.mqtt, Mqtt::Embedded { address: SocketAddr::from(([127, 0, 0, 1], 1890)) });
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        for (key, value) in [
+            ("coap_address", "localhost"),
+            ("mqtt_port", "0"),
+            ("mqtt_port", "70000"),
+            ("max_inflight", "0"),
+            ("broker_timeout_ms", "soon"),
+            ("mqtt_embedded_address", "1883"),
+        ] {
+            let e = Settings::from_config(&config(&[(key, value)])).expect_err(key);
+            assert!(e.to_string().contains(key), "{e}");
+        }
+    }
+}
