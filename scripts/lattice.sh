@@ -9,6 +9,9 @@
 #   scripts/lattice.sh host-down LABELS stop the host started with LABELS
 #   scripts/lattice.sh down             stop everything started here; data kept
 #   scripts/lattice.sh wash ARGS…       wash, pointed at this lattice
+#   scripts/lattice.sh policy NAME [FILE]  swap the broker's routing policy of the running
+#                                       application: deploy FILE (default wadm.yaml) as a new
+#                                       version whose broker uses its policy link named NAME
 #   scripts/lattice.sh manifest [FILE]  wadm.yaml with file:// paths to this machine's builds
 #                                       (and TWINLATTICE_LATTICE_HTTP_PORT/_TWINS_PORT/
 #                                       _COAP_PORT/_MQTT_PORT)
@@ -141,6 +144,27 @@ manifest() {
       -e "s#127.0.0.1:1883#127.0.0.1:${TWINLATTICE_LATTICE_MQTT_PORT:-1883}#g" "${1:-$root/wadm.yaml}"
 }
 
+# A policy swap is a new version of the application whose broker config
+# `routing-policy` names another of the broker's policy links (one link per
+# policy, named after it). Re-pointing one link instead leaves the broker
+# unlinked for a moment: the host refuses a link whose target differs from
+# the existing one, so wadm deletes the old link first, and messages routed
+# in that gap fail. The config value reaches running hosts at once; each
+# delivery decision uses the policy named when it is made.
+policy() {
+  local name="${1:?policy link name, e.g. failover}"
+  case "$name" in *[!A-Za-z0-9_-]*) log "bad policy name: $name"; exit 2 ;; esac
+  local out="$dir/twinlattice-policy-$name.yaml"
+  mkdir -p "$dir"
+  manifest "${2:-$root/wadm.yaml}" \
+    | sed -e "s#^\([[:space:]]*routing-policy: \).*#\1$name#" \
+          -e "s#^\([[:space:]]*version: \)\(.*\)#\1\2-policy-$name-$(date +%s%N)#" > "$out"
+  grep -q "^[[:space:]]*name: $name\$" "$out" && grep -q "^[[:space:]]*routing-policy: $name\$" "$out" || {
+    log "the manifest has no broker link named $name (or no routing-policy key)"; exit 2; }
+  WASMCLOUD_CTL_HOST=127.0.0.1 WASMCLOUD_CTL_PORT="$TWINLATTICE_NATS_PORT" \
+    WASMCLOUD_LATTICE="${TWINLATTICE_LATTICE:-default}" "$wash_bin" app deploy "$out"
+}
+
 cmd="${1:-}"; shift || true
 case "$cmd" in
   setup) setup ;;
@@ -151,5 +175,6 @@ case "$cmd" in
   wash) WASMCLOUD_CTL_HOST=127.0.0.1 WASMCLOUD_CTL_PORT="$TWINLATTICE_NATS_PORT" \
         WASMCLOUD_LATTICE="${TWINLATTICE_LATTICE:-default}" exec "$wash_bin" "$@" ;;
   manifest) manifest "$@" ;;
-  *) sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  policy) policy "$@" ;;
+  *) sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

@@ -66,4 +66,5 @@ export TWINLATTICE_TEST_LATTICE_COAP_URL="$coap_url"
 export TWINLATTICE_TEST_LATTICE_MQTT_PORT="$TWINLATTICE_LATTICE_MQTT_PORT"
 "$venv/bin/python" -m pytest -q -p no:cacheprovider \
   "$root/tests/test_aas_registry.py" "$root/tests/test_ric_routes.py" "$root/tests/test_errors.py" \
-  "$root/tests/test_paging.py" "$root"/tests/test_twins_*.py "$root/tests/test_broker.py" "$@"
+  "$root/tests/test_paging.py" "$root"/tests/test_twins_*.py "$root/tests/test_broker.py" \
+  "$root/tests/test_lattice_ops.py" "$@"

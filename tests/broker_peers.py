@@ -741,7 +741,7 @@ def assert_error_message(doc: Any, request: dict, code: str, mentions: Iterable[
 
 class BrokerEnv:
     def __init__(self, data_dir: Path, mqtt: bool = True, heartbeat_ttl_secs: float | None = None,
-                 extra_args: Iterable[str] = ()) -> None:
+                 extra_args: Iterable[str] = (), env: dict[str, str] | None = None) -> None:
         self.mosquitto = Mosquitto().start() if mqtt else None
         self.peers: list[SimAAS] = []
         self.mqtt_clients: list[MqttClient] = []
@@ -749,7 +749,7 @@ class BrokerEnv:
         try:
             self.server = BrokerServer(
                 data_dir, mqtt_port=self.mosquitto.port if self.mosquitto else None,
-                heartbeat_ttl_secs=heartbeat_ttl_secs, extra_args=extra_args,
+                heartbeat_ttl_secs=heartbeat_ttl_secs, extra_args=extra_args, env=env,
             ).start()
         except BaseException:
             if self.mosquitto:

@@ -323,14 +323,16 @@ LATTICE_URL = os.environ.get("TWINLATTICE_TEST_LATTICE_URL")
 def pytest_collection_modifyitems(config, items):
     """On a lattice, tests marked `embedded` (they start, kill or configure
     host processes, or read a host's output) are deselected, not skipped:
-    the lattice run is the embedded run's service-level subset."""
+    the lattice run is the embedded run's service-level subset, plus the
+    tests marked `lattice`."""
     for item in items:
         if {"server_factory", "broker_factory"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.embedded)
-    if not LATTICE_URL:
-        return
-    kept = [i for i in items if i.get_closest_marker("embedded") is None]
-    deselected = [i for i in items if i.get_closest_marker("embedded") is not None]
+    # Tests marked `lattice` (they redeploy the application or stop lattice
+    # hosts) are the converse: deselected on the embedded host.
+    other = "lattice" if not LATTICE_URL else "embedded"
+    kept = [i for i in items if i.get_closest_marker(other) is None]
+    deselected = [i for i in items if i.get_closest_marker(other) is not None]
     if deselected:
         config.hook.pytest_deselected(items=deselected)
         items[:] = kept

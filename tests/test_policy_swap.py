@@ -167,3 +167,29 @@ def test_failover_chosen_at_start(broker_factory):
     msg = app_msg(sender.id, rx.id)
     sender.send(msg)
     assert len(rx.wait_delivery(message_id(msg))) == 1
+
+
+def test_a_policy_link_name_is_refused_by_the_embedded_host(broker_factory):
+    """The config key `routing-policy` selects a named policy link on a
+    lattice (`wasmcloud:bus/lattice.set-link-name`). The embedded host has
+    one link per import: a message routed while the key names another link
+    gets a 500 error message that says how to swap here, and is not
+    delivered; `default` is that one link."""
+    env = broker_factory(env={"TWINLATTICE_CONFIG_ROUTING_POLICY": "failover"})
+    sender = env.aas("http")
+    sender.register_ok()
+    rx = env.aas("http")
+    rx.register_ok()
+    msg = app_msg(sender.id, rx.id)
+    answer = sender.request(msg)
+    assert_error_message(answer, msg, "500", [rx.id, "failover", "twinlattice policy set"])
+    assert rx.deliveries(message_id(msg)) == []
+
+    named_default = broker_factory(env={"TWINLATTICE_CONFIG_ROUTING_POLICY": "default"})
+    sender = named_default.aas("coap")
+    sender.register_ok()
+    rx = named_default.aas("http")
+    rx.register_ok()
+    msg = app_msg(sender.id, rx.id)
+    sender.send(msg)
+    assert len(rx.wait_delivery(message_id(msg))) == 1

@@ -15,12 +15,13 @@ use hyper_util::rt::TokioIo;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet as MqttPacket, QoS};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::{TcpStream, UdpSocket};
 
 mod support;
+use support::i40::{http_post, http_receiver, message, post_on, register, Sink};
 use support::{start_host, AnyError, Host};
 
 struct Killed(Child);
@@ -58,112 +59,6 @@ fn start_broker_host(dir: &std::path::Path, mqtt_port: u16) -> Result<Host, AnyE
         return Err("host announced no CoAP or admin address".into());
     }
     Ok(host)
-}
-
-const PADDING: usize = 780;
-
-/// A ~1 kB I4.0 message from `sender` to `receiver`; the messageId carries
-/// the send time (µs since `t0`) for latency.
-fn message(sender: &str, receiver: &str, t0: Instant) -> Vec<u8> {
-    let sent = t0.elapsed().as_micros();
-    serde_json::json!({
-        "frame": {
-            "type": "bench", "messageId": format!("m{sent}"), "conversationId": "bench",
-            "sender": { "identification": { "id": sender, "idType": "IRI" } },
-            "receiver": { "identification": { "id": receiver, "idType": "IRI" } },
-        },
-        "interactionElements": [{ "idShort": "Payload", "value": "x".repeat(PADDING) }],
-    })
-    .to_string()
-    .into_bytes()
-}
-
-fn register(id: &str, endpoint: Option<&str>) -> String {
-    let endpoints = match endpoint {
-        Some(href) => serde_json::json!([{ "interface": "communication", "protocolInformation": { "href": href, "endpointProtocol": "http" } }]),
-        None => serde_json::json!([{ "interface": "AAS-3.0", "protocolInformation": { "href": "http://unused.invalid/" } }]),
-    };
-    serde_json::json!({
-        "frame": { "type": "register", "messageId": "r", "conversationId": "r",
-            "sender": { "identification": { "id": id, "idType": "IRI" } },
-            "receiver": { "identification": { "id": "AASpillarbox", "idType": "idShort" } } },
-        "interactionElements": [{ "id": id, "endpoints": endpoints }],
-    })
-    .to_string()
-}
-
-async fn http_post(addr: SocketAddr, path: &str, body: Vec<u8>) -> Result<(u16, Bytes), AnyError> {
-    let stream = TcpStream::connect(addr).await?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-    tokio::spawn(conn);
-    post_on(&mut sender, path, body).await
-}
-
-async fn post_on(sender: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>, path: &str, body: Vec<u8>) -> Result<(u16, Bytes), AnyError> {
-    sender.ready().await?;
-    let req = hyper::Request::post(path).header("host", "bench").header("content-type", "application/json").body(Full::new(Bytes::from(body)))?;
-    let resp = sender.send_request(req).await?;
-    let status = resp.status().as_u16();
-    Ok((status, resp.into_body().collect().await?.to_bytes()))
-}
-
-/// Received-message counter with latencies and arrival times.
-#[derive(Default)]
-struct Sink {
-    count: AtomicUsize,
-    latencies: Mutex<Vec<u64>>,
-    arrivals: Mutex<Vec<u64>>,
-    last_us: AtomicU64,
-}
-
-impl Sink {
-    fn record(&self, payload: &[u8], t0: Instant) {
-        let now = t0.elapsed().as_micros() as u64;
-        let sent = serde_json::from_slice::<serde_json::Value>(payload)
-            .ok()
-            .and_then(|v| v["frame"]["messageId"].as_str().and_then(|m| m.strip_prefix('m')).and_then(|n| n.parse::<u64>().ok()));
-        if let Some(sent) = sent {
-            if let Ok(mut l) = self.latencies.lock() {
-                l.push(now.saturating_sub(sent));
-            }
-        }
-        if let Ok(mut a) = self.arrivals.lock() {
-            a.push(now);
-        }
-        self.last_us.store(now, Ordering::Relaxed);
-        self.count.fetch_add(1, Ordering::Relaxed);
-    }
-    fn reset(&self) {
-        self.count.store(0, Ordering::Relaxed);
-        if let Ok(mut l) = self.latencies.lock() {
-            l.clear();
-        }
-        if let Ok(mut a) = self.arrivals.lock() {
-            a.clear();
-        }
-    }
-    /// The longest gap between two arrivals within [from, to) µs.
-    fn max_gap(&self, from: u64, to: u64) -> f64 {
-        let mut a: Vec<u64> = self.arrivals.lock().map(|a| a.iter().copied().filter(|t| *t >= from && *t < to).collect()).unwrap_or_default();
-        a.sort_unstable();
-        a.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0) as f64 / 1000.0
-    }
-    async fn wait_for(&self, n: usize, limit: Duration) -> usize {
-        let until = Instant::now() + limit;
-        while self.count.load(Ordering::Relaxed) < n && Instant::now() < until {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        self.count.load(Ordering::Relaxed)
-    }
-    fn report(&self, label: &str, started_us: u64, t0: Instant) {
-        let n = self.count.load(Ordering::Relaxed);
-        let secs = (self.last_us.load(Ordering::Relaxed).saturating_sub(started_us)) as f64 / 1e6;
-        let mut l = self.latencies.lock().map(|l| l.clone()).unwrap_or_default();
-        l.sort_unstable();
-        let p = |q: f64| if l.is_empty() { f64::NAN } else { l[((l.len() - 1) as f64 * q) as usize] as f64 / 1000.0 };
-        let _ = t0;
-        println!("  {label:<34} {:>8.0} msg/s  p50 {:>7.2} ms  p99 {:>7.2} ms  (received {n})", n as f64 / secs.max(1e-9), p(0.5), p(0.99));
-    }
 }
 
 async fn mqtt_client(port: u16, name: &str) -> (AsyncClient, rumqttc::EventLoop) {
@@ -210,30 +105,6 @@ async fn publisher(port: u16) -> AsyncClient {
     client
 }
 
-/// A tiny HTTP AAS: counts POSTs into `sink`.
-async fn http_receiver(sink: Arc<Sink>, t0: Instant) -> Result<SocketAddr, AnyError> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
-            let sink = sink.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                    let sink = sink.clone();
-                    async move {
-                        let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-                        sink.record(&body, t0);
-                        hyper::Response::builder().status(204).body(Full::new(Bytes::new()))
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
-            });
-        }
-    });
-    Ok(addr)
-}
-
 async fn coap_post(socket: &UdpSocket, id: u16, payload: Vec<u8>) -> Result<(), AnyError> {
     let mut packet = Packet::new();
     packet.header.set_version(1);
@@ -273,7 +144,7 @@ async fn bench() -> Result<(), AnyError> {
     let http_sink = Arc::new(Sink::default());
     let http_rx = http_receiver(http_sink.clone(), t0).await?;
     for (id, endpoint) in [("urn:bench:rx", None), ("urn:bench:tx", None), ("urn:bench:http-rx", Some(format!("http://{http_rx}/i40")))] {
-        let (status, body) = http_post(host.addr, "/i40commu", register(id, endpoint.as_deref()).into_bytes()).await?;
+        let (status, body) = http_post(host.addr, "/i40commu", register(id, endpoint.as_deref().as_slice()).into_bytes()).await?;
         if status != 200 || !String::from_utf8_lossy(&body).contains("\"S\"") {
             return Err(format!("register {id}: {status} {}", String::from_utf8_lossy(&body)).into());
         }
@@ -480,7 +351,7 @@ async fn heartbeats(host: &Host, mqtt_port: u16) -> Result<(), AnyError> {
                 if i >= FLEET {
                     return Ok::<(), AnyError>(());
                 }
-                let (status, _) = post_on(&mut sender, "/i40commu", register(&format!("urn:bench:fleet:{i}"), None).into_bytes()).await?;
+                let (status, _) = post_on(&mut sender, "/i40commu", register(&format!("urn:bench:fleet:{i}"), &[]).into_bytes()).await?;
                 if status != 200 {
                     return Err(format!("register answered {status}").into());
                 }

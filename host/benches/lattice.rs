@@ -10,7 +10,12 @@
 //! - the added latency of one component-to-component hop over wRPC/NATS:
 //!   GET /description (the gateway alone) against GET /shell-descriptors/{id}
 //!   (gateway → registry → keyvalue), each at a fixed rate, p50/p99 of both
-//!   and of their difference on the lattice and on the embedded host.
+//!   and of their difference on the lattice and on the embedded host;
+//! - routed I4.0 messages (HTTP sender → gateway → broker → registry, policy
+//!   → bridges → HTTP receiver): closed-loop throughput on both, the ratio;
+//! - the routing-policy swap on the lattice (`scripts/lattice.sh policy`)
+//!   under a steady stream: when the new policy took effect, the longest gap
+//!   between deliveries around it, and messages sent against delivered.
 //!
 //! Prints figures; asserts nothing. Run with
 //! `cargo bench -p twinlattice --bench lattice`. BENCH_SECONDS (default 5).
@@ -22,14 +27,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod support;
+use support::i40::{http_post, http_receiver, message, register_over_http, Sink};
 use support::{closed_loop, env_num, fixed_rate, get_request, request, shell_descriptor as descriptor, start_host, AnyError, RawConn, Stats};
 
 /// The bench's lattice uses its own ports, beside any other lattice or host.
 const LATTICE_HTTP: &str = "127.0.0.1:9421";
-const LATTICE_PORTS: [(&str, &str); 3] = [
+const LATTICE_PORTS: [(&str, &str); 5] = [
     ("TWINLATTICE_NATS_PORT", "4422"),
     ("TWINLATTICE_LATTICE_HTTP_PORT", "9421"),
     ("TWINLATTICE_LATTICE_TWINS_PORT", "9422"),
+    ("TWINLATTICE_LATTICE_COAP_PORT", "9423"),
+    ("TWINLATTICE_LATTICE_MQTT_PORT", "9424"),
 ];
 
 fn repo_root() -> PathBuf {
@@ -165,7 +173,142 @@ async fn bench() -> Result<(), AnyError> {
     }
     println!("  (on the lattice the gateway→registry call and the registry's keyvalue calls cross wRPC over NATS;");
     println!("   on the embedded host they are in-process calls between instances)");
+
+    let t0 = Instant::now();
+    let sink = Arc::new(Sink::default());
+    let rx_addr = http_receiver(sink.clone(), t0).await?;
+    let rx_href = format!("http://{rx_addr}/i40commu");
+    println!("\n== routed I4.0 messages (~1 kB), HTTP → broker → HTTP, closed loop, 8 connections ==");
+    let mut rates = Vec::new();
+    for (label, addr) in [("embedded", host.addr), ("lattice", lattice_addr)] {
+        let (sender, receiver) = (format!("urn:bench:{label}:tx"), format!("urn:bench:{label}:rx"));
+        register_over_http(addr, &sender, &[]).await?;
+        register_over_http(addr, &receiver, &[&rx_href]).await?;
+        let messages: Arc<Vec<Vec<u8>>> = Arc::new(
+            (0..256)
+                .map(|_| request("POST", "/i40commu", &[("content-type", "application/json")], &message(&sender, &receiver, t0)))
+                .collect(),
+        );
+        sink.reset();
+        let routed = closed_loop(addr, messages, 202, 8, secs).await?;
+        println!("  {label:<28} {}  (receiver got {})", routed.line(), sink.count());
+        rates.push(routed.rate());
+    }
+    println!("  lattice / embedded: {:.1}%", 100.0 * rates[1] / rates[0]);
+
+    println!("\n== routing-policy swap on the lattice, steady stream HTTP → HTTP (1 connection) ==");
+    policy_swaps(&dir, lattice_addr, &rx_href, sink.clone(), t0).await?;
     drop(host);
     drop(guard);
+    Ok(())
+}
+
+/// Which policy routed a message to a receiver whose first endpoint is dead
+/// and whose second is live: `preferred` tries only the first (200 with a
+/// 502 error message), `failover` falls back (202, delivered).
+async fn failover_in_effect(addr: SocketAddr, sender: &str, receiver: &str, t0: Instant) -> Result<bool, AnyError> {
+    let (status, body) = http_post(addr, "/i40commu", message(sender, receiver, t0)).await?;
+    match status {
+        202 => Ok(true),
+        200 if String::from_utf8_lossy(&body).contains("502") => Ok(false),
+        _ => Err(format!("probe answered {status}: {}", String::from_utf8_lossy(&body)).into()),
+    }
+}
+
+/// Deploy `policy` and probe every 50 ms (each probe in its own task, as
+/// one takes ~0.5 s of delivery retries) until one is routed by it; returns
+/// (wash returned, first probe sent after the swap began that the new
+/// policy routed), both since `began`.
+async fn swap_to(dir: &Path, policy: &str, addr: SocketAddr, probe: (&str, &str), t0: Instant) -> Result<(Duration, Duration), AnyError> {
+    let want_failover = policy == "failover";
+    let began = Instant::now();
+    let (dir_owned, name) = (dir.to_path_buf(), policy.to_string());
+    let deploy = tokio::task::spawn_blocking(move || lattice(&dir_owned, &["policy", &name]).map_err(|e| e.to_string()));
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Duration>();
+    let mut deployed = None;
+    let mut deploy = Some(deploy);
+    loop {
+        if let Some(handle) = deploy.take_if(|h| h.is_finished()) {
+            handle.await??;
+            deployed = Some(began.elapsed());
+        }
+        if let Ok(at) = rx.try_recv() {
+            if let Some(handle) = deploy.take() {
+                handle.await??;
+                deployed = Some(began.elapsed());
+            }
+            return Ok((deployed.unwrap_or_default(), at));
+        }
+        if began.elapsed() > Duration::from_secs(120) {
+            return Err(format!("policy {policy} not in effect 120 s after the swap began").into());
+        }
+        let (tx, sender, receiver) = (tx.clone(), probe.0.to_string(), probe.1.to_string());
+        let sent = began.elapsed();
+        tokio::spawn(async move {
+            if let Ok(failover) = failover_in_effect(addr, &sender, &receiver, t0).await {
+                if failover == want_failover {
+                    let _ = tx.send(sent);
+                }
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn policy_swaps(dir: &Path, addr: SocketAddr, rx_href: &str, sink: Arc<Sink>, t0: Instant) -> Result<(), AnyError> {
+    let (sender, receiver, probe_rx) = ("urn:bench:swap:tx", "urn:bench:swap:rx", "urn:bench:swap:dead-first");
+    register_over_http(addr, sender, &[]).await?;
+    register_over_http(addr, receiver, &[rx_href]).await?;
+    // Probes reach a receiver of their own, so the stream's sink counts the stream only.
+    let dead = format!("http://127.0.0.1:{}/i40commu", std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port());
+    let probe_href = format!("http://{}/i40commu", http_receiver(Arc::new(Sink::default()), t0).await?);
+    register_over_http(addr, probe_rx, &[&dead, &probe_href]).await?;
+    if failover_in_effect(addr, sender, probe_rx, t0).await? {
+        return Err("the lattice does not start on the preferred policy".into());
+    }
+
+    // The stream: one connection, one message after another, each counted
+    // when the broker accepted it (202).
+    sink.reset();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stream = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut conn = RawConn::open(addr).await?;
+            let mut accepted = 0usize;
+            let mut failed = 0usize;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let req = request("POST", "/i40commu", &[("content-type", "application/json")], &message(sender, receiver, t0));
+                match conn.send(&req).await {
+                    Ok(202) => accepted += 1,
+                    Ok(_) => failed += 1,
+                    Err(_) => {
+                        failed += 1;
+                        conn = RawConn::open(addr).await?;
+                    }
+                }
+            }
+            Ok::<_, AnyError>((accepted, failed))
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for policy in ["failover", "preferred"] {
+        let began_us = t0.elapsed().as_micros() as u64;
+        let (deployed, effect) = swap_to(dir, policy, addr, (sender, probe_rx), t0).await?;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let window_end = t0.elapsed().as_micros() as u64;
+        println!(
+            "  to {policy:<9} wash app deploy returned after {:>6.0} ms; new policy in effect for a message sent {:>6.0} ms after the swap began; \
+             longest gap between stream deliveries from the swap to 1 s after: {:>6.1} ms",
+            deployed.as_secs_f64() * 1e3, effect.as_secs_f64() * 1e3, sink.max_gap(began_us, window_end)
+        );
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (accepted, failed) = stream.await??;
+    let delivered = sink.wait_for(accepted, Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await; // late duplicates would show now
+    let delivered = delivered.max(sink.count());
+    println!("  stream: {accepted} accepted, {failed} refused or failed, {delivered} delivered to the receiver (lost {}, duplicated {})",
+        accepted.saturating_sub(delivered), delivered.saturating_sub(accepted));
     Ok(())
 }

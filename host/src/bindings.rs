@@ -1,6 +1,7 @@
 //! Host-side bindings for the interfaces the host implements natively
 //! (`wasi:keyvalue`, `wasi:logging`, and the bridges' side of
-//! `twinlattice:transport/outbound`, `twinlattice:coordination/locks`). `wasi:cli`/`io`/`clocks`/`random`/
+//! `twinlattice:transport/outbound`, `twinlattice:coordination/locks`,
+//! `wasmcloud:bus/lattice`). `wasi:cli`/`io`/`clocks`/`random`/
 //! `http` come from wasmtime-wasi(-http), `wasi:config` from
 //! wasmtime-wasi-config.
 
@@ -16,6 +17,7 @@ mod generated {
         },
         with: {
             "wasi:keyvalue/store/bucket": crate::capabilities::keyvalue::BucketHandle,
+            "wasmcloud:bus/lattice/call-target-interface": crate::capabilities::bus::CallTargetInterface,
         },
         trappable_error_type: {
             "wasi:keyvalue/store/error" => crate::capabilities::keyvalue::KvError,
@@ -26,6 +28,7 @@ mod generated {
 pub use generated::wasi::keyvalue;
 pub use generated::wasi::logging::logging;
 pub use generated::twinlattice::coordination::locks;
+pub use generated::wasmcloud::bus::lattice;
 pub use generated::twinlattice::transport::{outbound, types as transport_types};
 
 /// The host's side of `twinlattice:http-face/handler`: it calls the export.

@@ -25,6 +25,7 @@ mod frame;
 mod lease;
 mod descriptor_liveness;
 mod queue;
+mod policy_link;
 mod route;
 
 use bindings::exports::twinlattice::broker::liveness::{self, AasStatus};

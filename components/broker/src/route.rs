@@ -10,7 +10,7 @@ use crate::bindings::exports::twinlattice::transport::inbound::Reply;
 use crate::bindings::wasi::logging::logging::{log, Level};
 use crate::frame::{self, Frame};
 use crate::queue::{self, QueueError, Queued};
-use crate::{clock, error_reply, lease};
+use crate::{clock, error_reply, lease, policy_link};
 use serde_json::Value;
 
 /// Attempts per endpoint, and the back-off before the second and third.
@@ -31,6 +31,10 @@ pub fn route(frame: &Frame, message: &str) -> Option<Reply> {
             Err(Failure::Undeliverable(why)) => {
                 Some(error_reply(frame, "502", &format!("delivery to {receiver:?} failed: {why}")))
             }
+            Err(Failure::Misconfigured(why)) => {
+                log(Level::Error, "broker", &why);
+                Some(error_reply(frame, "500", &format!("message to {receiver:?} not routed: {why}")))
+            }
         },
     }
 }
@@ -46,6 +50,8 @@ enum Failure {
     Unknown,
     Rejected(String),
     Undeliverable(String),
+    /// The broker's own configuration is wrong (the routing-policy link).
+    Misconfigured(String),
 }
 
 fn protocol_of(href: &str, declared: Option<&str>) -> Option<Protocol> {
@@ -154,6 +160,7 @@ fn deliver_now(frame: &Frame, receiver: &str, id: &str, online: bool, message: &
         receiver: receiver.to_string(),
         reply_to: frame.reply_to.clone(),
     };
+    policy_link::select().map_err(|e| Failure::Misconfigured(e.to_string()))?;
     let endpoints = match policy::route(&summary, &info) {
         Decision::Deliver(endpoints) => endpoints,
         Decision::Reject(why) => return Err(Failure::Rejected(why)),

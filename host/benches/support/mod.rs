@@ -5,6 +5,8 @@
 //! Each bench includes this with `mod support;` and uses only part of it.
 #![allow(dead_code)]
 
+pub mod i40;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;

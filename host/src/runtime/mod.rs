@@ -104,6 +104,7 @@ fn base_linker(engine: &Engine) -> Result<Linker<HostState>> {
     wasmtime_wasi_config::add_to_linker(&mut linker, state::config_view)?;
     outbound::add_to_linker(&mut linker, state::outbound_view)?;
     crate::capabilities::locks::add_to_linker(&mut linker, state::locks_view)?;
+    crate::capabilities::bus::add_to_linker(&mut linker, state::bus_view)?;
     Ok(linker)
 }
 

@@ -1,5 +1,6 @@
 //! The data every component store carries, and the factory that makes it.
 
+use crate::capabilities::bus::BusView;
 use crate::capabilities::keyvalue::{KeyValueCtx, KeyValueView};
 use crate::capabilities::kv_store::KvStore;
 use crate::capabilities::locks::{LockTable, LocksView};
@@ -52,6 +53,10 @@ pub fn config_view(s: &mut HostState) -> WasiConfig<'_> {
 
 pub fn outbound_view(s: &mut HostState) -> OutboundView<'_> {
     OutboundView { ctx: &s.outbound }
+}
+
+pub fn bus_view(s: &mut HostState) -> BusView<'_> {
+    BusView { table: &mut s.table }
 }
 
 pub fn locks_view(s: &mut HostState) -> LocksView<'_> {
