@@ -9,12 +9,15 @@
 #   scripts/lattice.sh host-down LABELS stop the host started with LABELS
 #   scripts/lattice.sh down             stop everything started here; data kept
 #   scripts/lattice.sh wash ARGS…       wash, pointed at this lattice
-#   scripts/lattice.sh policy NAME [FILE]  swap the broker's routing policy of the running
-#                                       application: deploy FILE (default wadm.yaml) as a new
-#                                       version whose broker uses its policy link named NAME
-#   scripts/lattice.sh manifest [FILE]  wadm.yaml with file:// paths to this machine's builds
+#   scripts/lattice.sh policy NAME [MANIFEST ARGS]  swap the broker's routing policy of the
+#                                       running application: deploy the manifest (as `manifest`
+#                                       makes it) as a new version whose broker uses its policy
+#                                       link named NAME
+#   scripts/lattice.sh manifest [--sites a,b --mqtt HOST:PORT] [FILE]
+#                                       wadm.yaml with file:// paths to this machine's builds
 #                                       (and TWINLATTICE_LATTICE_HTTP_PORT/_TWINS_PORT/
-#                                       _COAP_PORT/_MQTT_PORT)
+#                                       _COAP_PORT/_MQTT_PORT); --sites: spread over hosts
+#                                       labelled site=a, site=b (scripts/sites.py)
 #
 # State (logs, pids, the JetStream store) lives in $TWINLATTICE_LATTICE_DIR
 # (default $TWINLATTICE_CACHE/lattice); `down --wipe` removes it. NATS listens
@@ -136,12 +139,27 @@ manifest() {
   # wadm.yaml names its images `file://./build/…`; point them at this
   # machine's build outputs. TWINLATTICE_LATTICE_HTTP_PORT, _TWINS_PORT,
   # _COAP_PORT and _MQTT_PORT move the faces off 9021, 9022, 5683 and 1883.
-  sed -e "s#file://./build/providers/#file://$TWINLATTICE_CACHE/providers/#g" \
+  # `--sites a,b --mqtt HOST:PORT`: the multi-site form (scripts/sites.py).
+  local sites="" mqtt="" file=""
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --sites) sites="${2:?--sites a,b}"; shift 2 ;;
+      --mqtt) mqtt="${2:?--mqtt HOST:PORT}"; shift 2 ;;
+      *) file="$1"; shift ;;
+    esac
+  done
+  local rendered
+  rendered="$(sed -e "s#file://./build/providers/#file://$TWINLATTICE_CACHE/providers/#g" \
       -e "s#file://./build/#file://$TWINLATTICE_COMPONENTS_DIR/#g" \
       -e "s#127.0.0.1:9021#127.0.0.1:${TWINLATTICE_LATTICE_HTTP_PORT:-9021}#g" \
       -e "s#127.0.0.1:9022#127.0.0.1:${TWINLATTICE_LATTICE_TWINS_PORT:-9022}#g" \
       -e "s#127.0.0.1:5683#127.0.0.1:${TWINLATTICE_LATTICE_COAP_PORT:-5683}#g" \
-      -e "s#127.0.0.1:1883#127.0.0.1:${TWINLATTICE_LATTICE_MQTT_PORT:-1883}#g" "${1:-$root/wadm.yaml}"
+      -e "s#127.0.0.1:1883#127.0.0.1:${TWINLATTICE_LATTICE_MQTT_PORT:-1883}#g" "${file:-$root/wadm.yaml}")"
+  if [ -z "$sites" ]; then
+    printf '%s\n' "$rendered"
+  else
+    printf '%s\n' "$rendered" | "$venv/bin/python" "$here/sites.py" "$sites" ${mqtt:+--mqtt "$mqtt"}
+  fi
 }
 
 # A policy swap is a new version of the application whose broker config
@@ -156,7 +174,8 @@ policy() {
   case "$name" in *[!A-Za-z0-9_-]*) log "bad policy name: $name"; exit 2 ;; esac
   local out="$dir/twinlattice-policy-$name.yaml"
   mkdir -p "$dir"
-  manifest "${2:-$root/wadm.yaml}" \
+  shift
+  manifest "$@" \
     | sed -e "s#^\([[:space:]]*routing-policy: \).*#\1$name#" \
           -e "s#^\([[:space:]]*version: \)\(.*\)#\1\2-policy-$name-$(date +%s%N)#" > "$out"
   grep -q "^[[:space:]]*name: $name\$" "$out" && grep -q "^[[:space:]]*routing-policy: $name\$" "$out" || {
@@ -176,5 +195,5 @@ case "$cmd" in
         WASMCLOUD_LATTICE="${TWINLATTICE_LATTICE:-default}" exec "$wash_bin" "$@" ;;
   manifest) manifest "$@" ;;
   policy) policy "$@" ;;
-  *) sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,23p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

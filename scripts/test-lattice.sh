@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# The end-to-end tests against twinlattice on a wasmCloud v1 lattice: bring up
-# a fresh local lattice (scripts/lattice.sh), `wash app deploy` wadm.yaml,
-# wait for the first answered request, run the service-level tests (the same
-# files as on the embedded host; tests marked `embedded` are deselected),
-# take the lattice down. Extra arguments go to pytest.
+# The end-to-end tests against twinlattice on a wasmCloud v1 lattice, in two
+# phases, each on a fresh local lattice (scripts/lattice.sh):
+#  1. one host: `wash app deploy` wadm.yaml, wait for the first answered
+#     requests, run the service-level tests (the same files as on the
+#     embedded host; tests marked `embedded` are deselected) and the
+#     lattice's own (`lattice`: policy swap);
+#  2. two hosts, site=a and site=b: deploy the multi-site manifest, run the
+#     site tests (`sites`: both sites serve, site loss and restore).
+# Extra arguments go to pytest.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(dirname "$here")"
@@ -23,48 +27,82 @@ export TWINLATTICE_LATTICE_MQTT_PORT="${TWINLATTICE_LATTICE_MQTT_PORT:-9324}"
 # The twin API tests make their accounts with the CLI (`account create --lattice`).
 cargo build --release --locked --manifest-path "$root/Cargo.toml" --target-dir "$TWINLATTICE_TARGET_DIR" -p twinlattice >&2
 "$lattice" down --wipe >/dev/null 2>&1 || true
-trap '"$lattice" down >/dev/null 2>&1 || true' EXIT
-"$lattice" up site=a
+mosquitto_pid=""
+cleanup() {
+  "$lattice" down >/dev/null 2>&1 || true
+  if [ -n "$mosquitto_pid" ]; then kill "$mosquitto_pid" 2>/dev/null || true; fi
+}
+trap cleanup EXIT
 
+# ready URL TWINS_URL COAP_URL MQTT_PORT: the application answers on one
+# site. Both faces must answer requests that read the store: the components
+# answer before the state provider is up (and trap on their first store call
+# until it is), so a request that touches no state proves too little; an
+# unknown User Secret is looked up in the store and answered 401. The
+# bridges provider is ready when its CoAP and MQTT inboxes reach the broker
+# component (tests/lattice_ready.py).
+ready() {
+  curl -sf -o /dev/null "$1/shell-descriptors?limit=1" &&
+    [ "$(curl -s -o /dev/null -w '%{http_code}' -H 'Authorization: test-lattice-readiness' "$2/account")" = 401 ] &&
+    (cd "$root/tests" && "$venv/bin/python" lattice_ready.py "$3" "$4")
+}
+
+# deploy MANIFEST then, per site, URL TWINS_URL COAP_URL MQTT_PORT: wash app
+# deploy and wait until every site is ready.
+deploy() {
+  local manifest="$1"; shift
+  local started; started=$(date +%s%N)
+  "$lattice" wash app deploy "$manifest"
+  while [ $# -gt 0 ]; do
+    local ok=""
+    for _ in $(seq 1 600); do
+      if ready "$1" "$2" "$3" "$4"; then ok=1; break; fi
+      sleep 0.1
+    done
+    [ -n "$ok" ] || {
+      log "the application did not answer on $1, $2, $3 and MQTT port $4; wash app status:"
+      "$lattice" wash app status twinlattice || true
+      tail -50 "$TWINLATTICE_LATTICE_DIR"/logs/host-*.log >&2
+      exit 1
+    }
+    shift 4
+  done
+  log "deployed; first answered requests that read the store $(( ($(date +%s%N) - started) / 1000000 )) ms after wash app deploy began"
+}
+
+site_a=("http://127.0.0.1:$TWINLATTICE_LATTICE_HTTP_PORT" "http://127.0.0.1:$TWINLATTICE_LATTICE_TWINS_PORT"
+  "coap://127.0.0.1:$TWINLATTICE_LATTICE_COAP_PORT/i40commu")
+# The twin API tests create their accounts with `twinlattice account create
+# --lattice` (the twins component's admin export over wRPC on this NATS); the
+# broker tests use the bridges provider's CoAP inbox and its MQTT broker.
+export TWINLATTICE_TEST_LATTICE_URL="${site_a[0]}" TWINLATTICE_TEST_LATTICE_TWINS_URL="${site_a[1]}"
+export TWINLATTICE_TEST_LATTICE_NATS_URL="nats://127.0.0.1:$TWINLATTICE_NATS_PORT"
+export TWINLATTICE_TEST_LATTICE_COAP_URL="${site_a[2]}"
+
+# Phase 1: one host (site=a), wadm.yaml as it is; the service-level tests.
+"$lattice" up site=a
 manifest="$TWINLATTICE_LATTICE_DIR/twinlattice.yaml"
 "$lattice" manifest > "$manifest"
-started=$(date +%s%N)
-"$lattice" wash app deploy "$manifest"
-url="http://127.0.0.1:$TWINLATTICE_LATTICE_HTTP_PORT"
-twins_url="http://127.0.0.1:$TWINLATTICE_LATTICE_TWINS_PORT"
-# Ready when both faces answer requests that read the store: the components
-# answer before the state provider is up (and trap on their first store call
-# until it is), so a request that touches no state proves too little. An
-# unknown User Secret is looked up in the store and answered 401.
-# The bridges provider is ready when its CoAP and MQTT inboxes reach the
-# broker component (tests/lattice_ready.py).
-coap_url="coap://127.0.0.1:$TWINLATTICE_LATTICE_COAP_PORT/i40commu"
-ready() {
-  curl -sf -o /dev/null "$url/shell-descriptors?limit=1" &&
-    [ "$(curl -s -o /dev/null -w '%{http_code}' -H 'Authorization: test-lattice-readiness' "$twins_url/account")" = 401 ] &&
-    (cd "$root/tests" && "$venv/bin/python" lattice_ready.py "$coap_url" "$TWINLATTICE_LATTICE_MQTT_PORT")
-}
-for _ in $(seq 1 600); do
-  if ready; then break; fi
-  sleep 0.1
-done
-ready || {
-  log "the application did not answer on $url, $twins_url and its CoAP/MQTT inboxes; wash app status:"
-  "$lattice" wash app status twinlattice || true
-  tail -50 "$TWINLATTICE_LATTICE_DIR"/logs/host-*.log >&2
-  exit 1
-}
-log "deployed; first answered requests that read the store $(( ($(date +%s%N) - started) / 1000000 )) ms after wash app deploy began"
-
-# The twin API tests create their accounts with `twinlattice account create
-# --lattice` (the twins component's admin export over wRPC on this NATS).
-export TWINLATTICE_TEST_LATTICE_URL="$url" TWINLATTICE_TEST_LATTICE_TWINS_URL="$twins_url"
-export TWINLATTICE_TEST_LATTICE_NATS_URL="nats://127.0.0.1:$TWINLATTICE_NATS_PORT"
-# The broker's other inboxes: the bridges provider's CoAP inbox and the MQTT
-# broker embedded in it.
-export TWINLATTICE_TEST_LATTICE_COAP_URL="$coap_url"
-export TWINLATTICE_TEST_LATTICE_MQTT_PORT="$TWINLATTICE_LATTICE_MQTT_PORT"
-"$venv/bin/python" -m pytest -q -p no:cacheprovider \
+deploy "$manifest" "${site_a[@]}" "$TWINLATTICE_LATTICE_MQTT_PORT"
+TWINLATTICE_TEST_LATTICE_MQTT_PORT="$TWINLATTICE_LATTICE_MQTT_PORT" "$venv/bin/python" -m pytest -q -p no:cacheprovider \
   "$root/tests/test_aas_registry.py" "$root/tests/test_ric_routes.py" "$root/tests/test_errors.py" \
   "$root/tests/test_paging.py" "$root"/tests/test_twins_*.py "$root/tests/test_broker.py" \
   "$root/tests/test_lattice_ops.py" "$@"
+
+# Phase 2: two sites (hosts site=a and site=b), the manifest's multi-site
+# form (scripts/sites.py: site b's ports are site a's + 10) with one outside
+# MQTT broker (mosquitto) both sites' bridges share; the site tests.
+"$lattice" down --wipe >/dev/null
+mqtt_port="${TWINLATTICE_LATTICE_SITES_MQTT_PORT:-9325}"
+mkdir -p "$TWINLATTICE_LATTICE_DIR"
+printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\n' "$mqtt_port" > "$TWINLATTICE_LATTICE_DIR/mosquitto.conf"
+mosquitto -c "$TWINLATTICE_LATTICE_DIR/mosquitto.conf" > "$TWINLATTICE_LATTICE_DIR/mosquitto.log" 2>&1 &
+mosquitto_pid=$!
+"$lattice" up site=a site=b
+site_b=("http://127.0.0.1:$((TWINLATTICE_LATTICE_HTTP_PORT + 10))" "http://127.0.0.1:$((TWINLATTICE_LATTICE_TWINS_PORT + 10))"
+  "coap://127.0.0.1:$((TWINLATTICE_LATTICE_COAP_PORT + 10))/i40commu")
+"$lattice" manifest --sites a,b --mqtt "127.0.0.1:$mqtt_port" > "$manifest"
+deploy "$manifest" "${site_a[@]}" "$mqtt_port" "${site_b[@]}" "$mqtt_port"
+TWINLATTICE_TEST_LATTICE_MQTT_PORT="$mqtt_port" TWINLATTICE_TEST_SITE_B_URL="${site_b[0]}" \
+  TWINLATTICE_TEST_SITE_B_COAP_URL="${site_b[2]}" "$venv/bin/python" -m pytest -q -s -p no:cacheprovider \
+  "$root/tests/test_lattice_sites.py" "$@"

@@ -822,6 +822,52 @@ class BrokerEnv:
             self.mosquitto.stop()
 
 
+class SteadyStream:
+    """Each sender sends application messages to `receiver`, one after
+    another in a thread of its own, while the `with` block runs. `sent`
+    holds the messageIds the broker accepted, `errors` what went wrong."""
+
+    def __init__(self, senders: Iterable["SimAAS"], receiver: "SimAAS") -> None:
+        self.receiver = receiver
+        self.sent: list[str] = []
+        self.errors: list[BaseException] = []
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run, args=(s,)) for s in senders]
+
+    def _run(self, sender: "SimAAS") -> None:
+        try:
+            while not self._stop.is_set():
+                msg = app_msg(sender.id, self.receiver.id)
+                sender.send(msg)
+                self.sent.append(message_id(msg))
+        except BaseException as e:  # surfaced by the test
+            self.errors.append(e)
+
+    def __enter__(self) -> "SteadyStream":
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=60)
+
+    def wait_for(self, more: int) -> None:
+        """Until `more` further messages were accepted (or one failed)."""
+        target = len(self.sent) + more
+        while len(self.sent) < target and not self.errors:
+            time.sleep(0.01)
+
+    def assert_exactly_once(self, at_least: int) -> None:
+        assert not self.errors, self.errors
+        assert len(self.sent) >= at_least, f"only {len(self.sent)} messages went through"
+        for mid in self.sent:
+            assert len(self.receiver.wait_delivery(mid)) == 1
+        time.sleep(0.5)  # nothing arrives twice, even later
+        assert all(len(self.receiver.deliveries(mid)) == 1 for mid in self.sent)
+
+
 class ExternalMqtt:
     """An MQTT broker this harness did not start (the lattice's): `port`,
     `running` (it accepts connections), `stop()` leaves it alone."""
@@ -848,16 +894,16 @@ class LatticeBrokerEnv(BrokerEnv):
     broker it bridges on 127.0.0.1:TWINLATTICE_TEST_LATTICE_MQTT_PORT. The
     lattice is shared: nothing here starts or stops it."""
 
-    def __init__(self) -> None:  # noqa: D107 - BrokerEnv's own start-up is not wanted here
+    def __init__(self, base_url: str | None = None, coap_inbox: str | None = None) -> None:  # noqa: D107
+        # BrokerEnv's own start-up (mosquitto, a server process) is not wanted here.
         from conftest import LatticeTarget
 
-        base_url = os.environ["TWINLATTICE_TEST_LATTICE_URL"]
         self.mosquitto = ExternalMqtt(int(os.environ["TWINLATTICE_TEST_LATTICE_MQTT_PORT"]))
         self.peers = []
         self.mqtt_clients = []
         self.http = Client()
-        self.server = LatticeTarget(base_url, None)
-        self.server.coap_inbox = os.environ["TWINLATTICE_TEST_LATTICE_COAP_URL"]
+        self.server = LatticeTarget(base_url or os.environ["TWINLATTICE_TEST_LATTICE_URL"], None)
+        self.server.coap_inbox = coap_inbox or os.environ["TWINLATTICE_TEST_LATTICE_COAP_URL"]
 
 
 class SimAAS:

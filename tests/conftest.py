@@ -318,6 +318,7 @@ class LatticeTarget:
 
 
 LATTICE_URL = os.environ.get("TWINLATTICE_TEST_LATTICE_URL")
+SITE_B_URL = os.environ.get("TWINLATTICE_TEST_SITE_B_URL")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -330,9 +331,13 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.embedded)
     # Tests marked `lattice` (they redeploy the application or stop lattice
     # hosts) are the converse: deselected on the embedded host.
-    other = "lattice" if not LATTICE_URL else "embedded"
-    kept = [i for i in items if i.get_closest_marker(other) is None]
-    deselected = [i for i in items if i.get_closest_marker(other) is not None]
+    # Tests marked `sites` need a lattice of two sites
+    # (TWINLATTICE_TEST_SITE_B_URL); every other run deselects them.
+    others = ["lattice" if not LATTICE_URL else "embedded"]
+    if not SITE_B_URL:
+        others.append("sites")
+    kept = [i for i in items if not any(i.get_closest_marker(m) for m in others)]
+    deselected = [i for i in items if any(i.get_closest_marker(m) for m in others)]
     if deselected:
         config.hook.pytest_deselected(items=deselected)
         items[:] = kept

@@ -16,12 +16,11 @@ and CoAP, every message must arrive exactly once across the swaps.
 from __future__ import annotations
 
 import subprocess
-import threading
 import time
 
 import pytest
 
-from broker_peers import LatticeBrokerEnv, app_msg, assert_error_message, message_id
+from broker_peers import LatticeBrokerEnv, SteadyStream, app_msg, assert_error_message, message_id
 from conftest import REPO_ROOT, assert_json, assert_status
 
 pytestmark = pytest.mark.lattice
@@ -95,35 +94,8 @@ def test_swaps_under_a_steady_stream_deliver_every_message_exactly_once(env, pro
     rx = env.aas("http")
     rx.register_ok()
 
-    sent: list[str] = []
-    errors: list[BaseException] = []
-    stop = threading.Event()
-
-    def stream(s):
-        try:
-            while not stop.is_set():
-                msg = app_msg(s.id, rx.id)
-                s.send(msg)
-                sent.append(message_id(msg))
-        except BaseException as e:  # surfaced below
-            errors.append(e)
-
-    threads = [threading.Thread(target=stream, args=(s,)) for s in senders]
-    for t in threads:
-        t.start()
-    try:
+    with SteadyStream(senders, rx) as stream:
         for name in ["failover", "preferred", "failover"]:
-            target = len(sent) + 20  # some messages between swaps
-            while len(sent) < target and not errors:
-                time.sleep(0.01)
+            stream.wait_for(20)  # some messages between swaps
             swap_and_wait(env, sender, dead_first, name)
-    finally:
-        stop.set()
-        for t in threads:
-            t.join(timeout=60)
-    assert not errors, errors
-    assert len(sent) >= 60
-    for mid in sent:
-        assert len(rx.wait_delivery(mid)) == 1
-    time.sleep(0.5)  # nothing arrives twice, even later
-    assert all(len(rx.deliveries(mid)) == 1 for mid in sent)
+    stream.assert_exactly_once(at_least=60)

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import json
 import subprocess
-import threading
 
 import pytest
 
-from broker_peers import BrokerEnv, app_msg, assert_error_message, message_id
+from broker_peers import BrokerEnv, SteadyStream, app_msg, assert_error_message, message_id
 from conftest import require_binary
 
 
@@ -97,43 +96,13 @@ def test_swaps_under_a_steady_stream_deliver_every_message_exactly_once(broker_f
     rx = env.aas("http")
     rx.register_ok()
 
-    sent: list[str] = []
-    errors: list[BaseException] = []
-    stop = threading.Event()
-
-    def stream(sender):
-        try:
-            while not stop.is_set():
-                msg = app_msg(sender.id, rx.id)
-                sender.send(msg)
-                sent.append(message_id(msg))
-        except BaseException as e:  # surfaced below
-            errors.append(e)
-
-    threads = [threading.Thread(target=stream, args=(s,)) for s in senders]
-    for t in threads:
-        t.start()
-    try:
-        reports = []
+    reports = []
+    with SteadyStream(senders, rx) as stream:
         for policy in ["failover", "preferred", "failover", "preferred"]:
-            # let some messages through between swaps
-            target = len(sent) + 20
-            while len(sent) < target and not errors:
-                threading.Event().wait(0.01)
+            stream.wait_for(20)  # some messages between swaps
             reports.append(swap(env, policy))
-    finally:
-        stop.set()
-        for t in threads:
-            t.join(timeout=60)
-    assert not errors, errors
     assert [r["component"] for r in reports] == ["policy-failover", "policy-preferred"] * 2
-    assert len(sent) >= 80
-    for mid in sent:
-        got = rx.wait_delivery(mid)
-        assert len(got) == 1
-    # nothing arrives twice, even later
-    threading.Event().wait(0.5)
-    assert all(len(rx.deliveries(mid)) == 1 for mid in sent)
+    stream.assert_exactly_once(at_least=80)
 
 
 def test_a_component_that_is_not_a_policy_is_refused_and_nothing_changes(broker_factory, tmp_path):
@@ -175,21 +144,20 @@ def test_a_policy_link_name_is_refused_by_the_embedded_host(broker_factory):
     one link per import: a message routed while the key names another link
     gets a 500 error message that says how to swap here, and is not
     delivered; `default` is that one link."""
-    env = broker_factory(env={"TWINLATTICE_CONFIG_ROUTING_POLICY": "failover"})
-    sender = env.aas("http")
-    sender.register_ok()
-    rx = env.aas("http")
-    rx.register_ok()
+    def pair(policy_link: str):
+        env = broker_factory(env={"TWINLATTICE_CONFIG_ROUTING_POLICY": policy_link})
+        sender, rx = env.aas("http"), env.aas("http")
+        sender.register_ok()
+        rx.register_ok()
+        return sender, rx
+
+    sender, rx = pair("failover")
     msg = app_msg(sender.id, rx.id)
     answer = sender.request(msg)
     assert_error_message(answer, msg, "500", [rx.id, "failover", "twinlattice policy set"])
     assert rx.deliveries(message_id(msg)) == []
 
-    named_default = broker_factory(env={"TWINLATTICE_CONFIG_ROUTING_POLICY": "default"})
-    sender = named_default.aas("coap")
-    sender.register_ok()
-    rx = named_default.aas("http")
-    rx.register_ok()
+    sender, rx = pair("default")
     msg = app_msg(sender.id, rx.id)
     sender.send(msg)
     assert len(rx.wait_delivery(message_id(msg))) == 1

@@ -14,7 +14,6 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet as MqttPacket, QoS};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,33 +21,7 @@ use tokio::net::{TcpStream, UdpSocket};
 
 mod support;
 use support::i40::{http_post, http_receiver, message, post_on, register, Sink};
-use support::{start_host, AnyError, Host};
-
-struct Killed(Child);
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> Result<u16, AnyError> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-fn start_mosquitto(dir: &std::path::Path) -> Result<(Killed, u16), AnyError> {
-    let port = free_port()?;
-    let conf = dir.join("mosquitto.conf");
-    std::fs::write(&conf, format!("listener {port} 127.0.0.1\nallow_anonymous true\nmax_inflight_messages 1000\nmax_queued_messages 100000\n"))?;
-    let child = Command::new("mosquitto").arg("-c").arg(&conf).stdout(Stdio::null()).stderr(Stdio::null()).spawn()?;
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Ok((Killed(child), port));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Err("mosquitto did not start".into())
-}
+use support::{start_host, start_mosquitto, AnyError, Host};
 
 /// The broker's host: CoAP and admin on free ports, MQTT bridged to `mqtt_port`.
 fn start_broker_host(dir: &std::path::Path, mqtt_port: u16) -> Result<Host, AnyError> {

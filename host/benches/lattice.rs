@@ -15,7 +15,12 @@
 //!   → bridges → HTTP receiver): closed-loop throughput on both, the ratio;
 //! - the routing-policy swap on the lattice (`scripts/lattice.sh policy`)
 //!   under a steady stream: when the new policy took effect, the longest gap
-//!   between deliveries around it, and messages sent against delivered.
+//!   between deliveries around it, and messages sent against delivered;
+//! - site loss: a second host (site=b), the multi-site manifest
+//!   (`lattice.sh manifest --sites a,b`), then site b's host stops under GET
+//!   traffic through site a: the longest time without an answered request,
+//!   the requests that failed, and how long wadm takes to restore site b
+//!   when its host returns.
 //!
 //! Prints figures; asserts nothing. Run with
 //! `cargo bench -p twinlattice --bench lattice`. BENCH_SECONDS (default 5).
@@ -28,7 +33,10 @@ use std::time::{Duration, Instant};
 
 mod support;
 use support::i40::{http_post, http_receiver, message, register_over_http, Sink};
-use support::{closed_loop, env_num, fixed_rate, get_request, request, shell_descriptor as descriptor, start_host, AnyError, RawConn, Stats};
+use support::{
+    closed_loop, env_num, fixed_rate, get_request, request, shell_descriptor as descriptor, start_host, start_mosquitto, AnyError, RawConn,
+    Stats,
+};
 
 /// The bench's lattice uses its own ports, beside any other lattice or host.
 const LATTICE_HTTP: &str = "127.0.0.1:9421";
@@ -198,6 +206,9 @@ async fn bench() -> Result<(), AnyError> {
 
     println!("\n== routing-policy swap on the lattice, steady stream HTTP → HTTP (1 connection) ==");
     policy_swaps(&dir, lattice_addr, &rx_href, sink.clone(), t0).await?;
+
+    println!("\n== site loss: hosts site=a and site=b; site b's host stops under GET traffic through site a (4 connections) ==");
+    site_loss(&dir, scratch.path(), lattice_addr, paths).await?;
     drop(host);
     drop(guard);
     Ok(())
@@ -310,5 +321,103 @@ async fn policy_swaps(dir: &Path, addr: SocketAddr, rx_href: &str, sink: Arc<Sin
     let delivered = delivered.max(sink.count());
     println!("  stream: {accepted} accepted, {failed} refused or failed, {delivered} delivered to the receiver (lost {}, duplicated {})",
         accepted.saturating_sub(delivered), delivered.saturating_sub(accepted));
+    Ok(())
+}
+
+/// Wait until `addr` answers GET `path` with 200.
+async fn until_answered(addr: SocketAddr, path: &str, limit: Duration) -> Result<Duration, AnyError> {
+    let started = Instant::now();
+    loop {
+        if let Ok(mut conn) = RawConn::open(addr).await {
+            if let Ok(200) = conn.send(&get_request(path)).await {
+                return Ok(started.elapsed());
+            }
+        }
+        if started.elapsed() > limit {
+            return Err(format!("{addr} did not answer {path} within {limit:?}").into());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The longest time without a successful answer in [from, to) (µs since the
+/// traffic began), from `from` on.
+fn longest_gap(answers: &[(u64, bool)], from: u64, to: u64) -> f64 {
+    let mut marks: Vec<u64> = answers.iter().filter(|(at, ok)| *ok && *at >= from && *at < to).map(|(at, _)| *at).collect();
+    marks.sort_unstable();
+    marks.insert(0, from);
+    marks.push(to);
+    marks.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0) as f64 / 1000.0
+}
+
+async fn site_loss(dir: &Path, scratch: &Path, site_a: SocketAddr, paths: Arc<Vec<Vec<u8>>>) -> Result<(), AnyError> {
+    let (_mosquitto, mqtt_port) = start_mosquitto(scratch)?;
+    lattice(dir, &["host-up", "site=b"])?;
+    let manifest = scratch.join("twinlattice-sites.yaml");
+    std::fs::write(&manifest, lattice(dir, &["manifest", "--sites", "a,b", "--mqtt", &format!("127.0.0.1:{mqtt_port}")])?)?;
+    let started = Instant::now();
+    lattice(dir, &["wash", "app", "deploy", manifest.to_str().ok_or("path")?])?;
+    let site_b: SocketAddr = "127.0.0.1:9431".parse()?;
+    until_answered(site_b, "/shell-descriptors?limit=1", Duration::from_secs(120)).await?;
+    println!("  multi-site version deployed; site b's ingress answered {:.0} ms after wash app deploy began", started.elapsed().as_secs_f64() * 1e3);
+    // Let wadm finish placing site b's share before the measurement.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    let t0 = Instant::now();
+    let answers = Arc::new(std::sync::Mutex::new(Vec::<(u64, bool)>::new()));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for w in 0..4usize {
+        let (answers, stop, paths) = (answers.clone(), stop.clone(), paths.clone());
+        workers.push(tokio::spawn(async move {
+            let mut conn: Option<RawConn> = None;
+            let mut i = w;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if conn.is_none() {
+                    conn = RawConn::open(site_a).await.ok();
+                }
+                let ok = match conn.as_mut() {
+                    Some(c) => match c.send(&paths[i % paths.len()]).await {
+                        Ok(status) => status == 200,
+                        Err(_) => {
+                            conn = None;
+                            false
+                        }
+                    },
+                    None => false,
+                };
+                i += 4;
+                if let Ok(mut a) = answers.lock() {
+                    a.push((t0.elapsed().as_micros() as u64, ok));
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let down_at = t0.elapsed().as_micros() as u64;
+    let dir_owned = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || lattice(&dir_owned, &["host-down", "site=b"]).map_err(|e| e.to_string())).await??;
+    let stopped = t0.elapsed().as_micros() as u64 - down_at;
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for w in workers {
+        w.await?;
+    }
+    let end = t0.elapsed().as_micros() as u64;
+    let answers = answers.lock().map(|a| a.clone()).unwrap_or_default();
+    let after: Vec<&(u64, bool)> = answers.iter().filter(|(at, _)| *at >= down_at).collect();
+    let failed = after.iter().filter(|(_, ok)| !ok).count();
+    println!(
+        "  before: longest time without an answer {:>7.1} ms (2 s); after the stop began: {:>7.1} ms (8 s; {} requests, {} failed; the host took {:.0} ms to stop)",
+        longest_gap(&answers, 0, down_at), longest_gap(&answers, down_at, end), after.len(), failed, stopped as f64 / 1e3
+    );
+
+    let back = Instant::now();
+    lattice(dir, &["host-up", "site=b"])?;
+    let served = until_answered(site_b, "/shell-descriptors?limit=1", Duration::from_secs(120)).await?;
+    println!(
+        "  site b's host back: started in {:.0} ms; site b served again {:.0} ms after it was started (wadm restored its share)",
+        (back.elapsed() - served).as_secs_f64() * 1e3, served.as_secs_f64() * 1e3
+    );
     Ok(())
 }

@@ -350,3 +350,30 @@ pub async fn fixed_rate(
     let secs = started.elapsed().as_secs_f64();
     Ok((stats(sent, secs), stats(due, secs)))
 }
+
+/// A child process killed on drop.
+pub struct Killed(Child);
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn free_port() -> Result<u16, AnyError> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+pub fn start_mosquitto(dir: &std::path::Path) -> Result<(Killed, u16), AnyError> {
+    let port = free_port()?;
+    let conf = dir.join("mosquitto.conf");
+    std::fs::write(&conf, format!("listener {port} 127.0.0.1\nallow_anonymous true\nmax_inflight_messages 1000\nmax_queued_messages 100000\n"))?;
+    let child = Command::new("mosquitto").arg("-c").arg(&conf).stdout(Stdio::null()).stderr(Stdio::null()).spawn()?;
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok((Killed(child), port));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Err("mosquitto did not start".into())
+}

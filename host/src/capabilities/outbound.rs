@@ -4,7 +4,7 @@
 use crate::bindings::outbound;
 use crate::bindings::transport_types::{DeliveryError, Endpoint, Protocol};
 use std::sync::Arc;
-use twinlattice_bridges::delivery;
+use twinlattice_bridges::{delivery, inbox as bridges};
 use wasmtime::component::{HasData, Linker};
 
 /// What delivery needs from the host: the MQTT bridge's client, if any.
@@ -20,19 +20,15 @@ pub struct OutboundView<'a> {
 impl outbound::Host for OutboundView<'_> {
     async fn deliver(&mut self, to: Endpoint, payload: Vec<u8>) -> wasmtime::Result<Result<(), DeliveryError>> {
         let ctx = self.ctx.clone();
-        let result = match to.protocol {
-            Protocol::Http => delivery::deliver_http(&to.address, payload).await,
-            Protocol::Coap => delivery::deliver_coap(&to.address, payload).await,
-            Protocol::Mqtt => delivery::deliver_mqtt(ctx.mqtt.as_ref(), &to.address, payload).await,
+        let protocol = match to.protocol {
+            Protocol::Http => bridges::Protocol::Http,
+            Protocol::Coap => bridges::Protocol::Coap,
+            Protocol::Mqtt => bridges::Protocol::Mqtt,
         };
-        Ok(result.map_err(|e| {
-            tracing::debug!(address = %to.address, error = %e, "delivery attempt failed");
-            match e {
-                delivery::DeliveryError::Unreachable(s) => DeliveryError::Unreachable(s),
-                delivery::DeliveryError::Rejected(s) => DeliveryError::Rejected(s),
-                delivery::DeliveryError::BadAddress(s) => DeliveryError::BadAddress(s),
-                other => DeliveryError::Unreachable(other.to_string()),
-            }
+        Ok(delivery::deliver(protocol, &to.address, payload, ctx.mqtt.as_ref()).await.map_err(|e| match e {
+            delivery::DeliveryError::Unreachable(s) => DeliveryError::Unreachable(s),
+            delivery::DeliveryError::Rejected(s) => DeliveryError::Rejected(s),
+            delivery::DeliveryError::BadAddress(s) => DeliveryError::BadAddress(s),
         }))
     }
 }

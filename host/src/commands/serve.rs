@@ -80,7 +80,7 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
         Some(((inbox, inbox_events), (outbox, outbox_events))) => {
             let (tx, rx) = tokio::sync::oneshot::channel();
             tokio::spawn(bridges::mqtt::run_outbox(outbox_events));
-            tokio::spawn(bridges::mqtt::run(runtime.clone(), inbox, inbox_events, outbox, tx));
+            tokio::spawn(bridges::mqtt::run(runtime.clone(), inbox, inbox_events, outbox, None, tx));
             let broker = broker_addr.as_ref().map(|(h, p)| format!("{h}:{p}")).unwrap_or_default();
             match tokio::time::timeout(MQTT_CONNECT_WAIT, rx).await {
                 Ok(Ok(())) => say(format!("twinlattice mqtt bridge connected to {broker}"))?,

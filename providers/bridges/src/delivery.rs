@@ -6,6 +6,7 @@
 //!   any 2.xx succeeds.
 //! - MQTT: publish with QoS 1.
 
+use crate::inbox::Protocol;
 use bytes::Bytes;
 use coap_lite::{CoapOption, ContentFormat, MessageClass, MessageType, Packet, RequestType};
 use http_body_util::{BodyExt, Full};
@@ -15,7 +16,6 @@ use std::time::Duration;
 
 /// Why one delivery attempt failed (mirrors `twinlattice:transport/types.delivery-error`).
 #[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
 pub enum DeliveryError {
     /// The peer could not be reached; trying again later may help.
     #[error("unreachable: {0}")]
@@ -33,6 +33,26 @@ const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
 /// CoAP: wait this long for the ACK, then retransmit once (RFC 7252's
 /// ACK_TIMEOUT, shortened: the broker retries with back-off on top).
 const COAP_ACK_TIMEOUT: Duration = Duration::from_millis(1_000);
+
+/// One attempt over `protocol` to `address` in its own terms (an
+/// `http://` or `coap://` URL, an MQTT topic); MQTT publishes through
+/// `mqtt`, the bridge's outbox connection.
+pub async fn deliver(
+    protocol: Protocol,
+    address: &str,
+    payload: Vec<u8>,
+    mqtt: Option<&rumqttc::AsyncClient>,
+) -> Result<(), DeliveryError> {
+    let result = match protocol {
+        Protocol::Http => deliver_http(address, payload).await,
+        Protocol::Coap => deliver_coap(address, payload).await,
+        Protocol::Mqtt => deliver_mqtt(mqtt, address, payload).await,
+    };
+    if let Err(e) = &result {
+        tracing::debug!(%address, error = %e, "delivery attempt failed");
+    }
+    result
+}
 
 pub async fn deliver_http(href: &str, payload: Vec<u8>) -> Result<(), DeliveryError> {
     let uri: hyper::Uri = href.parse().map_err(|e| DeliveryError::BadAddress(format!("{href}: {e}")))?;

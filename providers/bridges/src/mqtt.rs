@@ -39,6 +39,17 @@ pub async fn run_outbox(mut events: EventLoop) {
     }
 }
 
+/// The filter the inbox subscribes `topic` with: the topic itself, or with a
+/// share group `$share/<group>/<topic>`, so that several bridges on one MQTT
+/// broker (one per site) each take a part of the inbox messages instead of
+/// every one of them (the messages arrive under the plain topic).
+pub fn inbox_filter(topic: &str, share_group: Option<&str>) -> String {
+    match share_group {
+        Some(group) => format!("$share/{group}/{topic}"),
+        None => topic.to_string(),
+    }
+}
+
 /// Drive the inbox connection: (re)subscribe on every connection, hand each
 /// inbox message to the broker, answer through `outbox`. `connected` fires
 /// after the first subscription.
@@ -47,6 +58,7 @@ pub async fn run(
     client: AsyncClient,
     mut events: EventLoop,
     outbox: AsyncClient,
+    share_group: Option<String>,
     connected: tokio::sync::oneshot::Sender<()>,
 ) {
     let mut connected = Some(connected);
@@ -54,8 +66,9 @@ pub async fn run(
         match events.poll().await {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 for topic in INBOX_TOPICS {
-                    if let Err(e) = client.subscribe(topic, QoS::AtLeastOnce).await {
-                        tracing::warn!(topic, error = %e, "mqtt subscribe failed");
+                    let topic = inbox_filter(topic, share_group.as_deref());
+                    if let Err(e) = client.subscribe(&topic, QoS::AtLeastOnce).await {
+                        tracing::warn!(%topic, error = %e, "mqtt subscribe failed");
                     }
                 }
             }

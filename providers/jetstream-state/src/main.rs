@@ -172,21 +172,6 @@ impl Provider for JetstreamStateProvider {
     }
 }
 
-fn init_tracing(level: Option<&wasmcloud_provider_sdk::core::logging::Level>) {
-    use wasmcloud_provider_sdk::core::logging::Level;
-    let default = match level {
-        Some(Level::Error | Level::Critical) => "error",
-        Some(Level::Warn) => "warn",
-        Some(Level::Debug) => "debug",
-        Some(Level::Trace) => "trace",
-        Some(Level::Info) | None => "info",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    // Logs go to stderr, which the host forwards to its own log.
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
-}
-
 async fn connect_state(settings: &Settings) -> anyhow::Result<Option<async_nats::Client>> {
     let Some(url) = &settings.nats_url else { return Ok(None) };
     let options = match &settings.nats_creds_file {
@@ -205,7 +190,7 @@ async fn connect_state(settings: &Settings) -> anyhow::Result<Option<async_nats:
 
 async fn run() -> anyhow::Result<()> {
     let host_data = load_host_data().context("cannot read host data from stdin (the wasmCloud host starts this provider and passes it)")?;
-    init_tracing(host_data.log_level.as_ref());
+    twinlattice_provider_main::init_tracing(host_data.log_level.as_ref());
     let settings = Settings::from_config(&host_data.config).context("invalid provider config")?;
     tracing::info!(
         bucket_prefix = %settings.bucket_prefix,
@@ -237,18 +222,5 @@ async fn run() -> anyhow::Result<()> {
 }
 
 fn main() -> std::process::ExitCode {
-    let result = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the tokio runtime")
-        .and_then(|runtime| runtime.block_on(run()));
-    match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            // One line with its causes, not anyhow's Debug (a backtrace
-            // when RUST_BACKTRACE is set): the host logs stderr.
-            eprintln!("{NAME}: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    twinlattice_provider_main::main(NAME, twinlattice_provider_main::Runtime::MultiThread, run())
 }

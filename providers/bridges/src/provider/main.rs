@@ -35,7 +35,7 @@ use bytes::Bytes;
 use settings::{Mqtt, Settings};
 use std::sync::Arc;
 use std::time::Duration;
-use twinlattice_bridges::{coap, delivery, embedded_mqtt, mqtt};
+use twinlattice_bridges::{coap, delivery, embedded_mqtt, inbox, mqtt};
 use wasmcloud_provider_sdk::{
     get_connection, load_host_data, run_provider, serve_provider_exports, Context, LinkConfig, LinkDeleteInfo, Provider,
     ProviderInitConfig,
@@ -59,20 +59,15 @@ impl outbound::Handler<Option<Context>> for Exports {
         to: Endpoint,
         payload: Bytes,
     ) -> anyhow::Result<Result<(), DeliveryError>> {
-        let payload = payload.to_vec();
-        let result = match to.protocol {
-            Protocol::Http => delivery::deliver_http(&to.address, payload).await,
-            Protocol::Coap => delivery::deliver_coap(&to.address, payload).await,
-            Protocol::Mqtt => delivery::deliver_mqtt(self.mqtt_outbox.as_ref(), &to.address, payload).await,
+        let protocol = match to.protocol {
+            Protocol::Http => inbox::Protocol::Http,
+            Protocol::Coap => inbox::Protocol::Coap,
+            Protocol::Mqtt => inbox::Protocol::Mqtt,
         };
-        Ok(result.map_err(|e| {
-            tracing::debug!(address = %to.address, error = %e, "delivery attempt failed");
-            match e {
-                delivery::DeliveryError::Unreachable(s) => DeliveryError::Unreachable(s),
-                delivery::DeliveryError::Rejected(s) => DeliveryError::Rejected(s),
-                delivery::DeliveryError::BadAddress(s) => DeliveryError::BadAddress(s),
-                other => DeliveryError::Unreachable(other.to_string()),
-            }
+        Ok(delivery::deliver(protocol, &to.address, payload.to_vec(), self.mqtt_outbox.as_ref()).await.map_err(|e| match e {
+            delivery::DeliveryError::Unreachable(s) => DeliveryError::Unreachable(s),
+            delivery::DeliveryError::Rejected(s) => DeliveryError::Rejected(s),
+            delivery::DeliveryError::BadAddress(s) => DeliveryError::BadAddress(s),
         }))
     }
 }
@@ -114,21 +109,6 @@ impl Provider for BridgesProvider {
     }
 }
 
-fn init_tracing(level: Option<&wasmcloud_provider_sdk::core::logging::Level>) {
-    use wasmcloud_provider_sdk::core::logging::Level;
-    let default = match level {
-        Some(Level::Error | Level::Critical) => "error",
-        Some(Level::Warn) => "warn",
-        Some(Level::Debug) => "debug",
-        Some(Level::Trace) => "trace",
-        Some(Level::Info) | None => "info",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    // Logs go to stderr, which the host forwards to its own log.
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
-}
-
 /// Connect the MQTT side: the inbox connection runs the bridge, the outbox
 /// connection carries answers and deliveries. Returns the outbox client.
 async fn start_mqtt(settings: &Settings, broker: Arc<BrokerLink>) -> anyhow::Result<Option<rumqttc::AsyncClient>> {
@@ -148,7 +128,7 @@ async fn start_mqtt(settings: &Settings, broker: Arc<BrokerLink>) -> anyhow::Res
     let (outbox, outbox_events) = mqtt::client(&host, port, "outbox");
     let (tx, rx) = tokio::sync::oneshot::channel();
     tokio::spawn(mqtt::run_outbox(outbox_events));
-    tokio::spawn(mqtt::run(broker, inbox, inbox_events, outbox.clone(), tx));
+    tokio::spawn(mqtt::run(broker, inbox, inbox_events, outbox.clone(), settings.mqtt_share_group.clone(), tx));
     match tokio::time::timeout(MQTT_CONNECT_WAIT, rx).await {
         Ok(Ok(())) => tracing::info!(%host, port, "mqtt bridge connected"),
         _ => tracing::warn!(%host, port, "MQTT broker not reachable yet; the bridge keeps trying"),
@@ -156,16 +136,29 @@ async fn start_mqtt(settings: &Settings, broker: Arc<BrokerLink>) -> anyhow::Res
     Ok(Some(outbox))
 }
 
+/// The first of `candidates` that can be bound.
+async fn bind_coap(candidates: &[std::net::SocketAddr]) -> anyhow::Result<tokio::net::UdpSocket> {
+    let mut last = None;
+    for address in candidates {
+        match tokio::net::UdpSocket::bind(address).await {
+            Ok(socket) => return Ok(socket),
+            Err(e) => {
+                tracing::info!(%address, error = %e, "CoAP address taken; trying the next");
+                last = Some(e);
+            }
+        }
+    }
+    Err(anyhow::anyhow!("cannot listen for CoAP on any of {candidates:?}: {last:?}"))
+}
+
 async fn run() -> anyhow::Result<()> {
     let host_data = load_host_data().context("cannot read host data from stdin (the wasmCloud host starts this provider and passes it)")?;
-    init_tracing(host_data.log_level.as_ref());
+    twinlattice_provider_main::init_tracing(host_data.log_level.as_ref());
     let settings = Settings::from_config(&host_data.config).context("invalid provider config")?;
-    tracing::info!(coap = %settings.coap_address, mqtt = ?settings.mqtt, "starting");
+    tracing::info!(coap = ?settings.coap_addresses, mqtt = ?settings.mqtt, "starting");
 
-    // Bind before announcing the provider: a taken port fails start-up.
-    let coap_socket = tokio::net::UdpSocket::bind(settings.coap_address)
-        .await
-        .with_context(|| format!("cannot listen for CoAP on {}", settings.coap_address))?;
+    // Bind before announcing the provider: no free address fails start-up.
+    let coap_socket = bind_coap(&settings.coap_addresses).await?;
 
     let broker = Arc::new(BrokerLink::new(settings.max_inflight, settings.broker_timeout));
     let shutdown = run_provider(BridgesProvider { broker: broker.clone() }, NAME)
@@ -189,17 +182,5 @@ async fn run() -> anyhow::Result<()> {
 }
 
 fn main() -> std::process::ExitCode {
-    let result = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the tokio runtime")
-        .and_then(|runtime| runtime.block_on(run()));
-    match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            // One line with its causes: the host logs stderr.
-            eprintln!("{NAME}: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    twinlattice_provider_main::main(NAME, twinlattice_provider_main::Runtime::CurrentThread, run())
 }

@@ -2,10 +2,11 @@
 //!
 //! | key | default | meaning |
 //! |---|---|---|
-//! | `coap_address` | `127.0.0.1:5683` | where the CoAP inbox listens (UDP) |
+//! | `coap_address` | `127.0.0.1:5683` | where the CoAP inbox listens (UDP); a comma-separated list: the first free one (several hosts on one machine) |
 //! | `mqtt_host` | unset | the MQTT broker to bridge; unset: see `mqtt_embedded_address` |
 //! | `mqtt_port` | `1883` | its port |
 //! | `mqtt_embedded_address` | unset | with no `mqtt_host`: start an embedded MQTT broker here; both unset: the MQTT bridge is off |
+//! | `mqtt_share_group` | unset | subscribe the inbox topics as `$share/<group>/…`, so that the bridges of several sites on one MQTT broker each take a part of the messages, not all of them |
 //! | `max_inflight` | `64` | messages handed to the broker at once (back-pressure beyond) |
 //! | `broker_timeout_ms` | `30000` | how long one call to the broker component may take (its deliveries retry inside it) |
 
@@ -31,8 +32,10 @@ pub enum Mqtt {
 
 #[derive(Debug, Clone)]
 pub struct Settings {
-    pub coap_address: SocketAddr,
+    /// Candidates, in order; the inbox takes the first it can bind.
+    pub coap_addresses: Vec<SocketAddr>,
     pub mqtt: Mqtt,
+    pub mqtt_share_group: Option<String>,
     pub max_inflight: usize,
     pub broker_timeout: Duration,
 }
@@ -65,7 +68,19 @@ fn number<T: std::str::FromStr + PartialOrd + Copy>(
 
 impl Settings {
     pub fn from_config(config: &HashMap<String, String>) -> Result<Settings, ConfigError> {
-        let coap_address = address(config, "coap_address")?.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 5683)));
+        let coap_addresses = match non_empty(config, "coap_address") {
+            None => vec![SocketAddr::from(([127, 0, 0, 1], 5683))],
+            Some(list) => list
+                .split(',')
+                .map(|a| a.trim().parse().map_err(|_| ConfigError { key: "coap_address", value: list.clone(), reason: "expected IP:PORT[,IP:PORT…]" }))
+                .collect::<Result<_, _>>()?,
+        };
+        let mqtt_share_group = non_empty(config, "mqtt_share_group");
+        if let Some(group) = &mqtt_share_group {
+            if group.contains(['/', '+', '#']) {
+                return Err(ConfigError { key: "mqtt_share_group", value: group.clone(), reason: "no '/', '+' or '#' allowed" });
+            }
+        }
         let mqtt_port = number(config, "mqtt_port", 1883u16, 1, "expected a port 1-65535")?;
         let mqtt = match (non_empty(config, "mqtt_host"), address(config, "mqtt_embedded_address")?) {
             (Some(host), _) => Mqtt::Broker { host, port: mqtt_port },
@@ -74,7 +89,7 @@ impl Settings {
         };
         let max_inflight = number(config, "max_inflight", 64usize, 1, "expected a count >= 1")?;
         let broker_timeout_ms = number(config, "broker_timeout_ms", 30_000u64, 1, "expected milliseconds > 0")?;
-        Ok(Settings { coap_address, mqtt, max_inflight, broker_timeout: Duration::from_millis(broker_timeout_ms) })
+        Ok(Settings { coap_addresses, mqtt, mqtt_share_group, max_inflight, broker_timeout: Duration::from_millis(broker_timeout_ms) })
     }
 }
 
@@ -89,8 +104,9 @@ mod tests {
     #[test]
     fn defaults() {
         let s = Settings::from_config(&HashMap::new()).expect("defaults are valid");
-        assert_eq!(s.coap_address, SocketAddr::from(([127, 0, 0, 1], 5683)));
+        assert_eq!(s.coap_addresses, vec![SocketAddr::from(([127, 0, 0, 1], 5683))]);
         assert_eq!(s.mqtt, Mqtt::Off);
+        assert_eq!(s.mqtt_share_group, None);
         assert_eq!(s.max_inflight, 64);
         assert_eq!(s.broker_timeout, Duration::from_secs(30));
     }
@@ -109,9 +125,22 @@ mod tests {
     }
 
     #[test]
+    fn several_sites_on_one_machine() {
+        let s = Settings::from_config(&config(&[
+            ("coap_address", "127.0.0.1:9323, 127.0.0.1:9333"),
+            ("mqtt_share_group", "twinlattice"),
+        ]))
+        .expect("valid");
+        assert_eq!(s.coap_addresses, vec![SocketAddr::from(([127, 0, 0, 1], 9323)), SocketAddr::from(([127, 0, 0, 1], 9333))]);
+        assert_eq!(s.mqtt_share_group.as_deref(), Some("twinlattice"));
+    }
+
+    #[test]
     fn bad_values_are_named() {
         for (key, value) in [
             ("coap_address", "localhost"),
+            ("coap_address", "127.0.0.1:5683,"),
+            ("mqtt_share_group", "a/b"),
             ("mqtt_port", "0"),
             ("mqtt_port", "70000"),
             ("max_inflight", "0"),
