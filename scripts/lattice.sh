@@ -97,12 +97,17 @@ stop() {
 # `site=a,zone=1` → a name for pid and log files.
 host_name() { echo "host-${1//[^A-Za-z0-9]/_}"; }
 
+# The RPC timeout bounds only the start of a wRPC call; a call whose callee's
+# host stops while it runs waits for its result until the caller's execution
+# time runs out (wasmCloud's default: 10 minutes; here 1 minute), so that a
+# request caught by a site loss ends in an error instead of hanging.
 host_up() {
   local labels="$1" name; name="$(host_name "$labels")"
   local env=(WASMCLOUD_NATS_HOST=127.0.0.1 WASMCLOUD_NATS_PORT="$TWINLATTICE_NATS_PORT"
     WASMCLOUD_LATTICE="${TWINLATTICE_LATTICE:-default}" WASMCLOUD_ALLOW_FILE_LOAD=true
     WASMCLOUD_EXPERIMENTAL_FEATURES=builtin-http-server,builtin-http-client
-    WASMCLOUD_MAX_LINEAR_MEMORY=$((256 << 20)) WASMCLOUD_RPC_TIMEOUT_MS=10000)
+    WASMCLOUD_MAX_LINEAR_MEMORY=$((256 << 20)) WASMCLOUD_RPC_TIMEOUT_MS=10000
+    WASMCLOUD_MAX_EXECUTION_TIME_MS=60000)
   local IFS=','
   for kv in $labels; do env+=("WASMCLOUD_LABEL_${kv%%=*}=${kv#*=}"); done
   unset IFS

@@ -340,10 +340,24 @@ async fn until_answered(addr: SocketAddr, path: &str, limit: Duration) -> Result
     }
 }
 
+/// How one request of the site-loss traffic ended.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    Ok,
+    Failed,
+    /// No answer within REQUEST_TIMEOUT: the client gives up.
+    Hung,
+}
+
+/// Longer than the hosts' RPC timeout (10 s): a request still unanswered
+/// then is not going to be.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+
 /// The longest time without a successful answer in [from, to) (µs since the
 /// traffic began), from `from` on.
-fn longest_gap(answers: &[(u64, bool)], from: u64, to: u64) -> f64 {
-    let mut marks: Vec<u64> = answers.iter().filter(|(at, ok)| *ok && *at >= from && *at < to).map(|(at, _)| *at).collect();
+fn longest_gap(answers: &[(u64, Answer)], from: u64, to: u64) -> f64 {
+    let mut marks: Vec<u64> =
+        answers.iter().filter(|(at, a)| *a == Answer::Ok && *at >= from && *at < to).map(|(at, _)| *at).collect();
     marks.sort_unstable();
     marks.insert(0, from);
     marks.push(to);
@@ -364,7 +378,7 @@ async fn site_loss(dir: &Path, scratch: &Path, site_a: SocketAddr, paths: Arc<Ve
     tokio::time::sleep(Duration::from_secs(3)).await;
 
     let t0 = Instant::now();
-    let answers = Arc::new(std::sync::Mutex::new(Vec::<(u64, bool)>::new()));
+    let answers = Arc::new(std::sync::Mutex::new(Vec::<(u64, Answer)>::new()));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut workers = Vec::new();
     for w in 0..4usize {
@@ -376,19 +390,24 @@ async fn site_loss(dir: &Path, scratch: &Path, site_a: SocketAddr, paths: Arc<Ve
                 if conn.is_none() {
                     conn = RawConn::open(site_a).await.ok();
                 }
-                let ok = match conn.as_mut() {
-                    Some(c) => match c.send(&paths[i % paths.len()]).await {
-                        Ok(status) => status == 200,
+                let outcome = match conn.as_mut() {
+                    Some(c) => match tokio::time::timeout(REQUEST_TIMEOUT, c.send(&paths[i % paths.len()])).await {
+                        Ok(Ok(200)) => Answer::Ok,
+                        Ok(Ok(_)) => Answer::Failed,
+                        Ok(Err(_)) => {
+                            conn = None;
+                            Answer::Failed
+                        }
                         Err(_) => {
                             conn = None;
-                            false
+                            Answer::Hung
                         }
                     },
-                    None => false,
+                    None => Answer::Failed,
                 };
                 i += 4;
                 if let Ok(mut a) = answers.lock() {
-                    a.push((t0.elapsed().as_micros() as u64, ok));
+                    a.push((t0.elapsed().as_micros() as u64, outcome));
                 }
             }
         }));
@@ -405,11 +424,13 @@ async fn site_loss(dir: &Path, scratch: &Path, site_a: SocketAddr, paths: Arc<Ve
     }
     let end = t0.elapsed().as_micros() as u64;
     let answers = answers.lock().map(|a| a.clone()).unwrap_or_default();
-    let after: Vec<&(u64, bool)> = answers.iter().filter(|(at, _)| *at >= down_at).collect();
-    let failed = after.iter().filter(|(_, ok)| !ok).count();
+    let after: Vec<&(u64, Answer)> = answers.iter().filter(|(at, _)| *at >= down_at).collect();
+    let count = |kind: Answer| after.iter().filter(|(_, a)| *a == kind).count();
     println!(
-        "  before: longest time without an answer {:>7.1} ms (2 s); after the stop began: {:>7.1} ms (8 s; {} requests, {} failed; the host took {:.0} ms to stop)",
-        longest_gap(&answers, 0, down_at), longest_gap(&answers, down_at, end), after.len(), failed, stopped as f64 / 1e3
+        "  before: longest time without an answer {:>7.1} ms (2 s); after the stop began: {:>7.1} ms (8 s and the last requests' end; \
+         {} requests: {} failed, {} unanswered after {} s; the host took {:.0} ms to stop)",
+        longest_gap(&answers, 0, down_at), longest_gap(&answers, down_at, end), after.len(), count(Answer::Failed),
+        count(Answer::Hung), REQUEST_TIMEOUT.as_secs(), stopped as f64 / 1e3
     );
 
     let back = Instant::now();
