@@ -10,7 +10,8 @@
 //! - GET /shell-descriptors/{id}: closed-loop throughput of both servers
 //!   (twinlattice through its typed HTTP entry, and through wasi:http as on
 //!   a lattice), and latency percentiles of both at a fixed 1,000 req/s (open loop,
-//!   latency measured from the scheduled send time);
+//!   latency measured from the scheduled send time), and the gateway alone
+//!   (GET /description) as the ceiling of the registry hop and store read;
 //! - paging 100,000 descriptors with limit=100: time per page, first pages
 //!   against last pages.
 //!
@@ -229,6 +230,17 @@ async fn bench() -> Result<(), AnyError> {
     let wasm = closed_loop(host.addr, paths.clone(), 200, 16, secs).await?;
     println!("  twinlattice (full Wasm path)  {}", wasm.line());
     println!("  throughput ratio: {:.1}% of baseline (target >= 50%)", 100.0 * wasm.rate() / base.rate());
+    // Where the time goes: the gateway alone answers GET /description (one
+    // Wasm call, no registry hop, no store read). Its share of the
+    // baseline is the ceiling of any change to the hop or the store.
+    let description: Arc<Vec<Vec<u8>>> = Arc::new(vec![get_request("/description")]);
+    let alone = closed_loop(host.addr, description, 200, 16, secs).await?;
+    println!("  gateway alone, GET /description {}", alone.line());
+    println!(
+        "  the gateway alone does {:.1}% of the baseline; the registry hop and the store read cost {:.1} µs per GET",
+        100.0 * alone.rate() / base.rate(),
+        1e6 / wasm.rate() - 1e6 / alone.rate()
+    );
 
     println!("\n== GET /shell-descriptors/{{id}} at a fixed 1,000 req/s, 8 connections ==");
     let (base_sent, base_due) = fixed_rate(baseline, paths.clone(), 200, 1_000, 8, secs).await?;
