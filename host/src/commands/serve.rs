@@ -41,10 +41,8 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
         }
         (None, false) => None,
     };
-    let mqtt = broker_addr.as_ref().map(|(host, port)| {
-        (bridges::mqtt::client(host, *port, "inbox"), bridges::mqtt::client(host, *port, "outbox"))
-    });
-    let outbound = Arc::new(OutboundCtx { mqtt: mqtt.as_ref().map(|(_, (outbox, _))| outbox.clone()) });
+    let mqtt = broker_addr.as_ref().map(|(host, port)| bridges::mqtt::Connections::new(host, *port));
+    let outbound = Arc::new(OutboundCtx { mqtt: mqtt.as_ref().map(bridges::mqtt::Connections::outbox) });
     let options = RuntimeOptions {
         components_dir: args.runtime.components_dir.clone(),
         data_dir: args.data_dir.clone(),
@@ -77,17 +75,12 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
     tokio::spawn(crate::admin::serve(runtime.clone(), admin));
 
     match mqtt {
-        Some(((inbox, inbox_events), (outbox, outbox_events))) => {
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            tokio::spawn(bridges::mqtt::run_outbox(outbox_events));
-            tokio::spawn(bridges::mqtt::run(runtime.clone(), inbox, inbox_events, outbox, None, tx));
+        Some(connections) => {
             let broker = broker_addr.as_ref().map(|(h, p)| format!("{h}:{p}")).unwrap_or_default();
-            match tokio::time::timeout(MQTT_CONNECT_WAIT, rx).await {
-                Ok(Ok(())) => say(format!("twinlattice mqtt bridge connected to {broker}"))?,
-                _ => {
-                    tracing::warn!(%broker, "MQTT broker not reachable yet; the bridge keeps trying");
-                    say(format!("twinlattice mqtt bridge connecting to {broker}"))?;
-                }
+            if connections.run(runtime.clone(), None, MQTT_CONNECT_WAIT).await {
+                say(format!("twinlattice mqtt bridge connected to {broker}"))?
+            } else {
+                say(format!("twinlattice mqtt bridge connecting to {broker}"))?
             }
         }
         None => {

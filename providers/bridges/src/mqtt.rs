@@ -20,7 +20,7 @@ const MAX_PACKET_BYTES: usize = 1024 * 1024;
 /// outbox for acks and deliveries, whose event loop never waits on the
 /// host — one connection for both would deadlock when workers wait to
 /// publish while the loop waits for a worker.
-pub fn client(host: &str, port: u16, role: &str) -> (AsyncClient, EventLoop) {
+fn client(host: &str, port: u16, role: &str) -> (AsyncClient, EventLoop) {
     let id = format!("twinlattice-{role}-{}-{}", std::process::id(), std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0));
     let mut options = MqttOptions::new(id, host, port);
     options.set_keep_alive(Duration::from_secs(30));
@@ -29,8 +29,43 @@ pub fn client(host: &str, port: u16, role: &str) -> (AsyncClient, EventLoop) {
     AsyncClient::new(options, 1024)
 }
 
+/// The bridge's two connections to one MQTT broker, made before the inbox
+/// they hand messages to exists (the outbox client is what delivery needs).
+pub struct Connections {
+    broker: String,
+    inbox: (AsyncClient, EventLoop),
+    outbox: (AsyncClient, EventLoop),
+}
+
+impl Connections {
+    pub fn new(host: &str, port: u16) -> Connections {
+        Connections { broker: format!("{host}:{port}"), inbox: client(host, port, "inbox"), outbox: client(host, port, "outbox") }
+    }
+
+    /// The client answers and deliveries are published with.
+    pub fn outbox(&self) -> AsyncClient {
+        self.outbox.0.clone()
+    }
+
+    /// Run the bridge in the background, handing inbox messages to `inbox`
+    /// (subscribed through `share_group`, if any). Waits up to `wait` for
+    /// the first subscription and says whether it came; the bridge keeps
+    /// trying either way.
+    pub async fn run(self, inbox: Arc<dyn Inbox>, share_group: Option<String>, wait: Duration) -> bool {
+        let Connections { broker, inbox: (client, events), outbox: (outbox, outbox_events) } = self;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(run_outbox(outbox_events));
+        tokio::spawn(run(inbox, client, events, outbox, share_group, tx));
+        let connected = matches!(tokio::time::timeout(wait, rx).await, Ok(Ok(())));
+        if !connected {
+            tracing::warn!(%broker, "MQTT broker not reachable yet; the bridge keeps trying");
+        }
+        connected
+    }
+}
+
 /// Drive the outbox connection's event loop for ever.
-pub async fn run_outbox(mut events: EventLoop) {
+async fn run_outbox(mut events: EventLoop) {
     loop {
         if let Err(e) = events.poll().await {
             tracing::warn!(error = %e, "mqtt outbox connection lost; reconnecting");
@@ -53,7 +88,7 @@ pub fn inbox_filter(topic: &str, share_group: Option<&str>) -> String {
 /// Drive the inbox connection: (re)subscribe on every connection, hand each
 /// inbox message to the broker, answer through `outbox`. `connected` fires
 /// after the first subscription.
-pub async fn run(
+async fn run(
     inbox: Arc<dyn Inbox>,
     client: AsyncClient,
     mut events: EventLoop,

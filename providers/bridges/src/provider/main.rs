@@ -124,14 +124,10 @@ async fn start_mqtt(settings: &Settings, broker: Arc<BrokerLink>) -> anyhow::Res
             (listening.ip().to_string(), listening.port())
         }
     };
-    let (inbox, inbox_events) = mqtt::client(&host, port, "inbox");
-    let (outbox, outbox_events) = mqtt::client(&host, port, "outbox");
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    tokio::spawn(mqtt::run_outbox(outbox_events));
-    tokio::spawn(mqtt::run(broker, inbox, inbox_events, outbox.clone(), settings.mqtt_share_group.clone(), tx));
-    match tokio::time::timeout(MQTT_CONNECT_WAIT, rx).await {
-        Ok(Ok(())) => tracing::info!(%host, port, "mqtt bridge connected"),
-        _ => tracing::warn!(%host, port, "MQTT broker not reachable yet; the bridge keeps trying"),
+    let connections = mqtt::Connections::new(&host, port);
+    let outbox = connections.outbox();
+    if connections.run(broker, settings.mqtt_share_group.clone(), MQTT_CONNECT_WAIT).await {
+        tracing::info!(%host, port, "mqtt bridge connected");
     }
     Ok(Some(outbox))
 }
