@@ -5,7 +5,7 @@
 
 use crate::bindings::http_entry::exports::twinlattice::http_face::handler as face;
 use crate::bindings::http_entry::HttpEntry;
-use crate::runtime::http_pool::{Entry, HttpInstance};
+use crate::runtime::http_pool::{Entry, HttpInstance, HttpPool};
 use crate::runtime::state::HostState;
 use crate::runtime::Runtime;
 use anyhow::{Context, Result};
@@ -56,18 +56,17 @@ pub async fn serve(runtime: Arc<Runtime>, listener: TcpListener, max_body_bytes:
 
 async fn handle(runtime: Arc<Runtime>, req: hyper::Request<Incoming>, max_body_bytes: usize) -> Result<hyper::Response<HyperOutgoingBody>> {
     let permit = runtime.admit().await;
-    let path = req.uri().path().to_string();
-    let HttpInstance { store, entry } = runtime.http_entry(&path).context("no HTTP entry component")?.take().await?;
+    let pool = runtime.http_entry(req.uri().path()).context("no HTTP entry component")?.clone();
+    let HttpInstance { store, entry } = pool.take().await?;
     match entry {
-        Entry::Typed(entry) => typed(runtime, path, store, entry, req, max_body_bytes, permit).await,
-        Entry::WasiHttp(proxy) => wasi_http(runtime, path, store, proxy, req, permit).await,
+        Entry::Typed(entry) => typed(pool, store, entry, req, max_body_bytes, permit).await,
+        Entry::WasiHttp(proxy) => wasi_http(pool, store, proxy, req, permit).await,
     }
 }
 
 /// The typed entry: read the body (bounded), call `handle` once, answer.
 async fn typed(
-    runtime: Arc<Runtime>,
-    path: String,
+    pool: Arc<HttpPool>,
     mut store: Store<HostState>,
     entry: HttpEntry,
     req: hyper::Request<Incoming>,
@@ -87,9 +86,7 @@ async fn typed(
     };
     let call = async move {
         let response = entry.twinlattice_http_face_handler().call_handle(&mut store, &request).await?;
-        if let Some(pool) = runtime.http_entry(&path) {
-            pool.give_back(HttpInstance { store, entry: Entry::Typed(entry) });
-        }
+        pool.give_back(HttpInstance { store, entry: Entry::Typed(entry) });
         drop(permit);
         anyhow::Ok(response)
     };
@@ -133,8 +130,7 @@ fn into_hyper(response: face::Response) -> Result<hyper::Response<HyperOutgoingB
 /// The wasi:http entry: the guest gets the request and a response outparam
 /// as resources and may go on running after it set the response.
 async fn wasi_http(
-    runtime: Arc<Runtime>,
-    path: String,
+    pool: Arc<HttpPool>,
     mut store: Store<HostState>,
     proxy: Proxy,
     req: hyper::Request<Incoming>,
@@ -145,9 +141,7 @@ async fn wasi_http(
     let out = store.data_mut().new_response_outparam(sender)?;
     let task = tokio::spawn(async move {
         proxy.wasi_http_incoming_handler().call_handle(&mut store, req, out).await?;
-        if let Some(pool) = runtime.http_entry(&path) {
-            pool.give_back(HttpInstance { store, entry: Entry::WasiHttp(proxy) });
-        }
+        pool.give_back(HttpInstance { store, entry: Entry::WasiHttp(proxy) });
         drop(permit);
         anyhow::Ok(())
     });

@@ -74,8 +74,7 @@ pub struct Runtime {
     factory: Arc<StateFactory>,
     /// Project interface → the component serving it now.
     slots: Slots,
-    /// HTTP entry components by name, and which serves which path.
-    http: HashMap<String, http_pool::HttpPool>,
+    /// Which HTTP entry component serves which path.
     http_routes: HttpRoutes,
     components: std::sync::Mutex<Vec<String>>,
     /// Serialises swaps, so two at once cannot interleave their checks.
@@ -123,39 +122,44 @@ fn component_files(dir: &Path) -> Result<Vec<PathBuf>> {
 
 /// Which HTTP entry component serves which path: by the path's first
 /// segment, else the default one. (On a lattice, the http-server provider's
-/// path routing does the same.)
+/// path routing does the same.) Looked up on every request, so it holds the
+/// pools themselves and scans a short list instead of hashing.
 pub struct HttpRoutes {
-    by_segment: HashMap<String, String>,
-    default: String,
+    by_segment: Vec<(String, Arc<http_pool::HttpPool>)>,
+    default: Option<Arc<http_pool::HttpPool>>,
 }
 
 impl HttpRoutes {
     /// `spec`: `component:segment,segment;component:…`; one HTTP component
     /// not named in it is the default. Routes to components that are not
     /// loaded are dropped.
-    fn new(spec: &str, http: &HashMap<String, http_pool::HttpPool>) -> Result<HttpRoutes> {
-        let mut by_segment = HashMap::new();
+    fn new(spec: &str, http: &HashMap<String, Arc<http_pool::HttpPool>>) -> Result<HttpRoutes> {
+        let mut by_segment: Vec<(String, String)> = Vec::new();
         for part in spec.split(';').map(str::trim).filter(|p| !p.is_empty()) {
             let (component, segments) = part.split_once(':').with_context(|| format!("bad HTTP route {part:?} (want component:segment,…)"))?;
             if !http.contains_key(component) {
                 continue;
             }
             for segment in segments.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-                by_segment.insert(segment.to_string(), component.to_string());
+                by_segment.retain(|(s, _)| s != segment);
+                by_segment.push((segment.to_string(), component.to_string()));
             }
         }
-        let mut unrouted = http.keys().filter(|c| !by_segment.values().any(|v| v == *c));
+        let mut unrouted = http.keys().filter(|c| !by_segment.iter().any(|(_, v)| v == *c));
         let default = match (unrouted.next(), unrouted.next()) {
-            (Some(d), None) => d.clone(),
-            (None, _) => by_segment.values().next().cloned().unwrap_or_default(),
+            (Some(d), None) => Some(d.clone()),
+            (None, _) => by_segment.first().map(|(_, c)| c.clone()),
             (Some(a), Some(b)) => bail!("HTTP components {a} and {b} both lack routes; say which paths each serves"),
         };
-        Ok(HttpRoutes { by_segment, default })
+        Ok(HttpRoutes {
+            by_segment: by_segment.into_iter().map(|(segment, c)| (segment, http[&c].clone())).collect(),
+            default: default.map(|c| http[&c].clone()),
+        })
     }
 
-    fn component_for(&self, path: &str) -> &str {
+    fn pool_for(&self, path: &str) -> Option<&Arc<http_pool::HttpPool>> {
         let first = path.trim_start_matches('/').split(['/', '?']).next().unwrap_or("");
-        self.by_segment.get(first).unwrap_or(&self.default)
+        self.by_segment.iter().find(|(s, _)| s == first).map(|(_, pool)| pool).or(self.default.as_ref())
     }
 }
 
@@ -201,7 +205,7 @@ impl Runtime {
                 }
             }
             if let Some(entry) = http_pool::HttpPool::new(l.name.clone(), pre, options.http_entry, factory.clone()) {
-                http.insert(l.name.to_string(), entry);
+                http.insert(l.name.to_string(), Arc::new(entry));
             }
             tracing::info!(component = %l.name, imports = ?l.imports.keys().collect::<Vec<_>>(), exports = ?l.exports, "component linked");
             components.push(l.name.to_string());
@@ -212,7 +216,6 @@ impl Runtime {
             factory,
             slots,
             http_routes: HttpRoutes::new(&options.http_routes, &http)?,
-            http,
             components: std::sync::Mutex::new(components),
             swapping: tokio::sync::Mutex::new(()),
         })
@@ -295,8 +298,8 @@ impl Runtime {
     }
 
     /// The HTTP entry component that serves `path`.
-    pub fn http_entry(&self, path: &str) -> Option<&http_pool::HttpPool> {
-        self.http.get(self.http_routes.component_for(path))
+    pub fn http_entry(&self, path: &str) -> Option<&Arc<http_pool::HttpPool>> {
+        self.http_routes.pool_for(path)
     }
 
     /// Call `interface#func` on a warm instance of the component exporting

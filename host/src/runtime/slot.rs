@@ -8,6 +8,7 @@
 use super::linking::Loaded;
 use super::pool::ServicePool;
 use anyhow::{Context, Result};
+use rustc_hash::FxHashMap;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use wasmtime::component::types::ComponentItem;
@@ -20,12 +21,14 @@ pub struct Target {
     pub name: Arc<str>,
     pub exports: Vec<String>,
     pool: Arc<ServicePool>,
-    funcs: HashMap<String, ComponentExportIndex>,
+    /// Looked up on every call between components: hashed with Fx, not
+    /// SipHash (the keys are our own interface names, not attacker input).
+    funcs: FxHashMap<String, ComponentExportIndex>,
 }
 
 impl Target {
     pub fn new(engine: &Engine, loaded: &Loaded, pool: Arc<ServicePool>) -> Result<Target> {
-        let mut funcs = HashMap::new();
+        let mut funcs = FxHashMap::default();
         let ty = loaded.component.component_type();
         for (export, item) in ty.exports(engine) {
             if !loaded.exports.iter().any(|e| e == export) {
