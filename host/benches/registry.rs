@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 
 mod support;
-use support::{closed_loop, env_num, fixed_rate, get_request, shell_descriptor as descriptor, start_host, stats, AnyError, Stats};
+use support::{closed_loop, cpu_seconds, env_num, fixed_rate, get_request, shell_descriptor as descriptor, start_host, stats, AnyError, Stats};
 
 /// One keep-alive HTTP/1.1 connection.
 struct Conn {
@@ -225,17 +225,32 @@ async fn bench() -> Result<(), AnyError> {
     let paths: Arc<Vec<Vec<u8>>> =
         Arc::new(ids.iter().map(|id| get_request(&format!("/shell-descriptors/{}", B64.encode(id)))).collect());
     println!("\n== GET /shell-descriptors/{{id}}, closed loop, 16 connections ==");
+    // The client shares the 2 CPUs with the server, so besides throughput
+    // the server's own CPU time per request is printed: what each server
+    // costs, apart from the client and the scheduler.
+    let cpu_before = cpu_seconds(baseline_child.id())?;
     let base = closed_loop(baseline, paths.clone(), 200, 16, secs).await?;
+    let base_cpu = (cpu_seconds(baseline_child.id())? - cpu_before) / base.count as f64;
     println!("  baseline (raw hyper, memory)  {}", base.line());
+    let cpu_before = cpu_seconds(host.pid())?;
     let wasm = closed_loop(host.addr, paths.clone(), 200, 16, secs).await?;
+    let wasm_cpu = (cpu_seconds(host.pid())? - cpu_before) / wasm.count as f64;
     println!("  twinlattice (full Wasm path)  {}", wasm.line());
     println!("  throughput ratio: {:.1}% of baseline (target >= 50%)", 100.0 * wasm.rate() / base.rate());
+    println!(
+        "  server CPU per request: baseline {:.1} µs, twinlattice {:.1} µs ({:.1}%)",
+        base_cpu * 1e6,
+        wasm_cpu * 1e6,
+        100.0 * base_cpu / wasm_cpu
+    );
     // Where the time goes: the gateway alone answers GET /description (one
-    // Wasm call, no registry hop, no store read). Its share of the
+    // Wasm call answering a constant: no registry hop, no store read). Its share of the
     // baseline is the ceiling of any change to the hop or the store.
     let description: Arc<Vec<Vec<u8>>> = Arc::new(vec![get_request("/description")]);
+    let cpu_before = cpu_seconds(host.pid())?;
     let alone = closed_loop(host.addr, description, 200, 16, secs).await?;
-    println!("  gateway alone, GET /description {}", alone.line());
+    let alone_cpu = (cpu_seconds(host.pid())? - cpu_before) / alone.count as f64;
+    println!("  gateway alone, GET /description {}  (server CPU {:.1} µs per request)", alone.line(), alone_cpu * 1e6);
     println!(
         "  the gateway alone does {:.1}% of the baseline; the registry hop and the store read cost {:.1} µs per GET",
         100.0 * alone.rate() / base.rate(),

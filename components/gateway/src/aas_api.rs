@@ -10,11 +10,14 @@ use crate::result_body::ApiError;
 use crate::{ids, Request};
 use serde_json::json;
 
-/// Service profiles this registry implements.
-const PROFILES: &[&str] = &[
-    "https://admin-shell.io/aas/API/3/0/AssetAdministrationShellRegistryServiceSpecification/SSP-001",
-    "https://admin-shell.io/aas/API/3/0/SubmodelRegistryServiceSpecification/SSP-001",
-];
+/// `GET /description`: the service profiles this registry implements. A
+/// constant, so it is written once here rather than built per request.
+const DESCRIPTION: &str = concat!(
+    r#"{"profiles":["#,
+    r#""https://admin-shell.io/aas/API/3/0/AssetAdministrationShellRegistryServiceSpecification/SSP-001","#,
+    r#""https://admin-shell.io/aas/API/3/0/SubmodelRegistryServiceSpecification/SSP-001""#,
+    "]}",
+);
 
 /// The paged-result body, assembled without re-parsing the descriptors.
 pub fn paged(page: Page) -> Response {
@@ -54,7 +57,7 @@ pub fn route(req: &mut Request, prefix: &str, segments: &[&str]) -> Option<Resul
     let method = method.as_str();
     Some(match segments {
         ["description"] => match method {
-            "GET" => Ok(Response::json(200, json!({ "profiles": PROFILES }).to_string())),
+            "GET" => Ok(Response::json(200, DESCRIPTION)),
             _ => Err(crate::not_allowed("GET")),
         },
         ["shell-descriptors"] => match method {

@@ -31,6 +31,18 @@ pub struct Host {
     pub admin: Option<SocketAddr>,
 }
 
+/// CPU time (user + system, all threads) process `pid` has used so far, in
+/// seconds, from /proc (USER_HZ is 100 on Linux, whatever the kernel's HZ).
+pub fn cpu_seconds(pid: u32) -> Result<f64, AnyError> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the parenthesised command name, which may hold spaces.
+    let rest = stat.rsplit_once(')').ok_or("malformed /proc stat")?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| -> Result<f64, AnyError> { Ok(fields.get(i).ok_or("short /proc stat")?.parse::<f64>()?) };
+    // utime and stime are fields 14 and 15 of the whole line: 12 and 13 here.
+    Ok((ticks(11)? + ticks(12)?) / 100.0)
+}
+
 impl Drop for Host {
     fn drop(&mut self) {
         let _ = self.child.kill();
