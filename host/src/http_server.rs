@@ -104,6 +104,10 @@ async fn typed(
 /// The body whole, or why not: over the limit (by its declared length, or
 /// once more than the limit arrived), or broken off.
 async fn read_body(headers: &hyper::HeaderMap, body: Incoming, limit: usize) -> face::Body {
+    // Most GETs: no body at all, nothing to collect.
+    if hyper::body::Body::is_end_stream(&body) {
+        return face::Body::Complete(Vec::new());
+    }
     let declared = headers.get(hyper::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
     if declared.is_some_and(|len| len > limit as u64) {
         return face::Body::TooLarge(limit as u64);
