@@ -71,6 +71,11 @@ pub fn default_components_dir() -> PathBuf {
 }
 
 /// The twin API's paths (Trusted Twin's families) go to the twins
-/// component's own HTTP face; everything else to the gateway.
+/// component's own HTTP face, the AAS registry's (Part 2 and the RIC's) to
+/// the registry's, which answers them without the gateway's hop to it;
+/// everything else (the broker's inbox) to the gateway. With
+/// `--http-entry wasi-http` only the twins and the gateway are HTTP
+/// components, as on a lattice, and the gateway serves the registry's paths.
 pub const DEFAULT_HTTP_ROUTES: &str = "twins:whoami,account,roles,users,secrets,token,twins,resolve,trace,\
-batches,cache,download,log,notifications,usage,stickers";
+batches,cache,download,log,notifications,usage,stickers;\
+registry:shell-descriptors,submodel-descriptors,registry,api,description";

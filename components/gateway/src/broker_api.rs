@@ -5,19 +5,19 @@ use crate::bindings::twinlattice::broker::liveness;
 use crate::bindings::twinlattice::transport::inbound::{self, Envelope};
 use crate::bindings::twinlattice::transport::types::Protocol;
 use crate::http_io::Response;
-use crate::result_body::ApiError;
-use crate::Request;
+use crate::registry_face::result_body::ApiError;
+use crate::registry_face::Request;
 use serde_json::json;
 
 pub fn route(req: &mut Request, path: &str) -> Option<Result<Response, ApiError>> {
     match path {
         "/i40commu" => Some(match req.method.as_str() {
             "POST" => inbox(req),
-            _ => Err(crate::not_allowed("POST")),
+            _ => Err(crate::registry_face::not_allowed("POST")),
         }),
         "/status" => Some(match req.method.as_str() {
             "GET" => Ok(status()),
-            _ => Err(crate::not_allowed("GET")),
+            _ => Err(crate::registry_face::not_allowed("GET")),
         }),
         _ => None,
     }

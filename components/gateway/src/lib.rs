@@ -2,6 +2,8 @@
 //! registry port. It owns every HTTP concern — routing, identifier decoding,
 //! query parsing, body limits, status codes and the AAS error body — and
 //! calls the registry and the broker through their typed WIT interfaces.
+//! The registry's routes are `components/shared/registry_face`, which the
+//! registry compiles in too (see there).
 
 mod bindings {
     wit_bindgen::generate!({
@@ -11,101 +13,25 @@ mod bindings {
     });
 }
 
-mod aas_api;
 mod broker_api;
 #[path = "../../shared/http_io.rs"]
 mod http_io;
-mod ids;
-mod query;
-mod result_body;
-mod ric_api;
+#[path = "../../shared/registry_face/mod.rs"]
+mod registry_face;
+
+/// The registry the routes call: its imported interfaces.
+mod registry_calls {
+    pub use crate::bindings::twinlattice::registry::{shells, submodels};
+}
 
 use bindings::exports::twinlattice::http_face::handler as face;
 use bindings::exports::wasi::http::incoming_handler::Guest as WasiHttp;
-use bindings::wasi::config::store as config;
 use bindings::wasi::http::types::{IncomingRequest, ResponseOutparam};
-use http_io::{BodyError, Incoming, Response};
-use result_body::ApiError;
+use http_io::{Incoming, Response};
 
-/// Request bodies larger than this are refused with 413 unless the
-/// `max-body-bytes` config key says otherwise.
-const DEFAULT_MAX_BODY: usize = 1024 * 1024;
-
-/// The parts of a request the routes look at; the body is read on demand.
-pub struct Request {
-    pub method: String,
-    pub query: String,
-    incoming: Incoming,
-}
-
-impl Request {
-    /// The body as UTF-8 text, within the configured size limit.
-    pub fn body_text(&mut self) -> Result<String, ApiError> {
-        let limit = config::get("max-body-bytes")
-            .ok()
-            .flatten()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(DEFAULT_MAX_BODY);
-        match self.incoming.read_body(limit) {
-            Ok(bytes) => String::from_utf8(bytes).map_err(|_| ApiError::bad_request("the body is not UTF-8")),
-            Err(BodyError::TooLarge { limit }) => {
-                Err(ApiError::new(413, format!("the body is larger than the limit of {limit} bytes")))
-            }
-            Err(BodyError::Broken) => Err(ApiError::bad_request("the body could not be read")),
-        }
-    }
-}
-
-pub fn not_allowed(allow: &str) -> ApiError {
-    ApiError::new(405, format!("method not allowed here; allowed: {allow}"))
-}
-
-/// The `id` of a descriptor the registry returned.
-pub fn id_in(text: &str) -> Option<String> {
-    #[derive(serde::Deserialize)]
-    struct IdOnly {
-        id: String,
-    }
-    serde_json::from_str::<IdOnly>(text).ok().map(|d| d.id)
-}
-
-fn dispatch(req: &mut Request, path: &str) -> Result<Response, ApiError> {
-    if let Some(answer) = ric_api::route(req, path) {
-        return answer;
-    }
-    if let Some(answer) = broker_api::route(req, path) {
-        return answer;
-    }
-    let (prefix, rest) = match path.strip_prefix("/api/v3.0") {
-        Some(rest) if rest.is_empty() || rest.starts_with('/') => ("/api/v3.0", rest),
-        _ => ("", path),
-    };
-    let segments: Vec<&str> = rest.trim_start_matches('/').split('/').collect();
-    let segments: &[&str] = if segments.last() == Some(&"") { &segments[..segments.len() - 1] } else { &segments };
-    match aas_api::route(req, prefix, segments) {
-        Some(answer) => answer,
-        None => Err(ApiError::new(404, format!("no route {path:?}"))),
-    }
-}
-
-/// Route one request and answer it; errors become the AAS error body.
+/// The registry's routes, and the broker's `/i40commu` and `/status`.
 fn answer(incoming: Incoming) -> Response {
-    let target = incoming.target();
-    let (path, query) = target.split_once('?').unwrap_or((target.as_str(), ""));
-    // HEAD is GET without the body, which the server leaves out.
-    let method = match incoming.method() {
-        m if m == "HEAD" => "GET".to_string(),
-        m => m,
-    };
-    let mut req = Request { method, query: query.to_string(), incoming };
-    dispatch(&mut req, path).unwrap_or_else(|e| {
-        let allow = (e.status == 405).then(|| e.texts[0].rsplit("allowed: ").next().unwrap_or("").to_string());
-        let response = e.into_response();
-        match allow {
-            Some(a) => response.with_header("allow", a),
-            None => response,
-        }
-    })
+    registry_face::answer(incoming, broker_api::route)
 }
 
 struct Component;

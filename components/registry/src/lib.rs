@@ -2,8 +2,11 @@
 //! v3.0), stored through `wasi:keyvalue`, validated by the validator component
 //! through `twinlattice:validation/validator`.
 //!
-//! HTTP is not this component's business: ids arrive decoded, outcomes leave
-//! as typed WIT values, and the gateway maps them to status codes.
+//! Its interfaces speak no HTTP: ids arrive decoded, outcomes leave as typed
+//! WIT values. The HTTP face shared with the gateway
+//! (`components/shared/registry_face`) is compiled in as well, so the
+//! embedded host can enter the registry's routes here directly
+//! (`twinlattice:http-face`) instead of through the gateway and a hop.
 
 mod bindings {
     wit_bindgen::generate!({
@@ -15,9 +18,90 @@ mod bindings {
 
 mod collection;
 mod descriptor;
+#[allow(dead_code)] // shared code: the wasi:http entry is the gateway's
+#[path = "../../shared/http_io.rs"]
+mod http_io;
 mod kv;
+#[path = "../../shared/registry_face/mod.rs"]
+mod registry_face;
 mod ric;
 mod twin_mirror;
+
+/// The registry the shared routes call: this component's own functions,
+/// with the signatures of the imported interfaces the gateway calls.
+mod registry_calls {
+    pub mod shells {
+        use crate::bindings::exports::twinlattice::registry::shells::Guest;
+        use crate::bindings::twinlattice::registry::types::{Dialect, Error, Page, PageRequest, PutOutcome, ShellFilter};
+        use crate::Component;
+
+        pub fn list(filter: &ShellFilter, page: &PageRequest) -> Result<Page, Error> {
+            Component::list(filter.clone(), page.clone())
+        }
+        pub fn get(id: &str) -> Result<String, Error> {
+            <Component as Guest>::get(id.into())
+        }
+        pub fn resolve(key: &str) -> Result<String, Error> {
+            Component::resolve(key.into())
+        }
+        pub fn create(body: &str, dialect: Dialect) -> Result<String, Error> {
+            <Component as Guest>::create(body.into(), dialect)
+        }
+        pub fn put(id: &str, body: &str, dialect: Dialect) -> Result<PutOutcome, Error> {
+            <Component as Guest>::put(id.into(), body.into(), dialect)
+        }
+        pub fn delete(id: &str) -> Result<(), Error> {
+            <Component as Guest>::delete(id.into())
+        }
+        pub fn list_submodels(shell_id: &str, page: &PageRequest) -> Result<Page, Error> {
+            Component::list_submodels(shell_id.into(), page.clone())
+        }
+        pub fn get_submodel(shell_id: &str, submodel_id: &str) -> Result<String, Error> {
+            Component::get_submodel(shell_id.into(), submodel_id.into())
+        }
+        pub fn create_submodel(shell_id: &str, body: &str, dialect: Dialect) -> Result<String, Error> {
+            Component::create_submodel(shell_id.into(), body.into(), dialect)
+        }
+        pub fn put_submodel(shell_id: &str, submodel_id: &str, body: &str, dialect: Dialect) -> Result<PutOutcome, Error> {
+            Component::put_submodel(shell_id.into(), submodel_id.into(), body.into(), dialect)
+        }
+        pub fn delete_submodel(shell_id: &str, submodel_id: &str) -> Result<(), Error> {
+            Component::delete_submodel(shell_id.into(), submodel_id.into())
+        }
+    }
+
+    pub mod submodels {
+        use crate::bindings::exports::twinlattice::registry::submodels::Guest;
+        use crate::bindings::twinlattice::registry::types::{Dialect, Error, Page, PageRequest, PutOutcome, SubmodelFilter};
+        use crate::Component;
+
+        pub fn list(filter: &SubmodelFilter, page: &PageRequest) -> Result<Page, Error> {
+            <Component as Guest>::list(filter.clone(), page.clone())
+        }
+        pub fn get(id: &str) -> Result<String, Error> {
+            <Component as Guest>::get(id.into())
+        }
+        pub fn create(body: &str, dialect: Dialect) -> Result<String, Error> {
+            <Component as Guest>::create(body.into(), dialect)
+        }
+        pub fn put(id: &str, body: &str, dialect: Dialect) -> Result<PutOutcome, Error> {
+            <Component as Guest>::put(id.into(), body.into(), dialect)
+        }
+        pub fn delete(id: &str) -> Result<(), Error> {
+            <Component as Guest>::delete(id.into())
+        }
+    }
+}
+
+impl bindings::exports::twinlattice::http_face::handler::Guest for Component {
+    fn handle(
+        request: bindings::exports::twinlattice::http_face::handler::Request,
+    ) -> bindings::exports::twinlattice::http_face::handler::Response {
+        // Only the registry's routes come here; anything else is a 404 in
+        // the AAS error body, as the gateway would answer it.
+        http_io::into_face(registry_face::answer(http_io::Incoming::Whole(request), |_, _| None))
+    }
+}
 
 use bindings::exports::twinlattice::registry::{shells, submodels};
 use bindings::twinlattice::registry::types::{

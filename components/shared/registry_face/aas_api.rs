@@ -3,11 +3,11 @@
 //! `/description`. Served at the root and under `/api/v3.0`.
 
 use crate::bindings::twinlattice::registry::types::{Dialect, Page, PutOutcome};
-use crate::bindings::twinlattice::registry::{shells, submodels};
+use crate::registry_calls::{shells, submodels};
 use crate::http_io::Response;
-use crate::query::Query;
-use crate::result_body::ApiError;
-use crate::{ids, Request};
+use super::query::Query;
+use super::result_body::ApiError;
+use super::{ids, Request};
 use serde_json::json;
 
 /// `GET /description`: the service profiles this registry implements. A
@@ -46,7 +46,7 @@ pub fn put_response(outcome: PutOutcome, location: String) -> Response {
 }
 
 fn created(prefix: &str, collection: &str, text: String) -> Response {
-    let id = crate::id_in(&text).unwrap_or_default();
+    let id = super::id_in(&text).unwrap_or_default();
     Response::json(201, text).with_header("location", format!("{prefix}/{collection}/{}", ids::encode(&id)))
 }
 
@@ -58,7 +58,7 @@ pub fn route(req: &mut Request, prefix: &str, segments: &[&str]) -> Option<Resul
     Some(match segments {
         ["description"] => match method {
             "GET" => Ok(Response::json(200, DESCRIPTION)),
-            _ => Err(crate::not_allowed("GET")),
+            _ => Err(super::not_allowed("GET")),
         },
         ["shell-descriptors"] => match method {
             "GET" => (|| {
@@ -69,7 +69,7 @@ pub fn route(req: &mut Request, prefix: &str, segments: &[&str]) -> Option<Resul
                 let body = req.body_text()?;
                 Ok(created(prefix, "shell-descriptors", shells::create(&body, Dialect::V3)?))
             })(),
-            _ => Err(crate::not_allowed("GET, POST")),
+            _ => Err(super::not_allowed("GET, POST")),
         },
         ["shell-descriptors", aas] => (|| {
             let id = ids::decode(aas)?;
@@ -81,7 +81,7 @@ pub fn route(req: &mut Request, prefix: &str, segments: &[&str]) -> Option<Resul
                     Ok(put_response(outcome, format!("{prefix}/shell-descriptors/{}", ids::encode(&id))))
                 }
                 "DELETE" => shells::delete(&id).map(|()| Response::empty(204)).map_err(Into::into),
-                _ => Err(crate::not_allowed("GET, PUT, DELETE")),
+                _ => Err(super::not_allowed("GET, PUT, DELETE")),
             }
         })(),
         ["shell-descriptors", aas, "submodel-descriptors"] => (|| {
@@ -94,11 +94,11 @@ pub fn route(req: &mut Request, prefix: &str, segments: &[&str]) -> Option<Resul
                 "POST" => {
                     let body = req.body_text()?;
                     let text = shells::create_submodel(&id, &body, Dialect::V3)?;
-                    let sm = crate::id_in(&text).unwrap_or_default();
+                    let sm = super::id_in(&text).unwrap_or_default();
                     let location = format!("{prefix}/shell-descriptors/{aas}/submodel-descriptors/{}", ids::encode(&sm));
                     Ok(Response::json(201, text).with_header("location", location))
                 }
-                _ => Err(crate::not_allowed("GET, POST")),
+                _ => Err(super::not_allowed("GET, POST")),
             }
         })(),
         ["shell-descriptors", aas, "submodel-descriptors", sm] => (|| {
@@ -113,7 +113,7 @@ pub fn route(req: &mut Request, prefix: &str, segments: &[&str]) -> Option<Resul
                     Ok(put_response(outcome, location))
                 }
                 "DELETE" => shells::delete_submodel(&id, &sm_id).map(|()| Response::empty(204)).map_err(Into::into),
-                _ => Err(crate::not_allowed("GET, PUT, DELETE")),
+                _ => Err(super::not_allowed("GET, PUT, DELETE")),
             }
         })(),
         ["submodel-descriptors"] => match method {
@@ -125,7 +125,7 @@ pub fn route(req: &mut Request, prefix: &str, segments: &[&str]) -> Option<Resul
                 let body = req.body_text()?;
                 Ok(created(prefix, "submodel-descriptors", submodels::create(&body, Dialect::V3)?))
             })(),
-            _ => Err(crate::not_allowed("GET, POST")),
+            _ => Err(super::not_allowed("GET, POST")),
         },
         ["submodel-descriptors", sm] => (|| {
             let id = ids::decode(sm)?;
@@ -137,7 +137,7 @@ pub fn route(req: &mut Request, prefix: &str, segments: &[&str]) -> Option<Resul
                     Ok(put_response(outcome, format!("{prefix}/submodel-descriptors/{}", ids::encode(&id))))
                 }
                 "DELETE" => submodels::delete(&id).map(|()| Response::empty(204)).map_err(Into::into),
-                _ => Err(crate::not_allowed("GET, PUT, DELETE")),
+                _ => Err(super::not_allowed("GET, PUT, DELETE")),
             }
         })(),
         _ => return None,

@@ -1,8 +1,8 @@
 //! Query parameters of the list routes.
 
 use crate::bindings::twinlattice::registry::types::{AssetId, AssetKind, PageRequest, ShellFilter, SubmodelFilter};
-use crate::ids;
-use crate::result_body::ApiError;
+use super::ids;
+use super::result_body::ApiError;
 use serde::Deserialize;
 
 pub struct Query {

@@ -1,7 +1,7 @@
 //! Identifiers in paths and queries: base64url (RFC 4648 §5) of the UTF-8
 //! id, accepted padded, unpadded or with `%3D` padding; emitted unpadded.
 
-use crate::result_body::ApiError;
+use super::result_body::ApiError;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine as _;
 use percent_encoding::{percent_decode_str, utf8_percent_encode, NON_ALPHANUMERIC};

@@ -3,12 +3,12 @@
 //! creates or replaces. Identifiers are raw or %-encoded (not base64url) and
 //! may be a shell's id, idShort or globalAssetId; ids may contain `/`.
 
-use crate::aas_api::put_response;
+use super::aas_api::put_response;
 use crate::bindings::twinlattice::registry::types::{Dialect, PageRequest};
-use crate::bindings::twinlattice::registry::shells;
+use crate::registry_calls::shells;
 use crate::http_io::Response;
-use crate::result_body::ApiError;
-use crate::{ids, Request};
+use super::result_body::ApiError;
+use super::{ids, Request};
 
 const BASE: &str = "/registry/shell-descriptors";
 const SUB: &str = "/submodel-descriptors";
@@ -50,10 +50,10 @@ pub fn route(req: &mut Request, path: &str) -> Option<Result<Response, ApiError>
             "POST" => (|| {
                 let body = req.body_text()?;
                 let text = shells::create(&body, dialect_of(&body))?;
-                let id = crate::id_in(&text).unwrap_or_default();
+                let id = super::id_in(&text).unwrap_or_default();
                 Ok(Response::json(201, text).with_header("location", format!("{BASE}/{}", ids::encode_raw(&id))))
             })(),
-            _ => Err(crate::not_allowed("GET, POST")),
+            _ => Err(super::not_allowed("GET, POST")),
         });
     }
     // Split "<aas>[/submodel-descriptors[/<sm>]]"; the aas key may hold '/'.
@@ -83,7 +83,7 @@ pub fn route(req: &mut Request, path: &str) -> Option<Result<Response, ApiError>
                     shells::delete(&shells::resolve(&key)?)?;
                     Ok(Response::empty(204))
                 }
-                _ => Err(crate::not_allowed("GET, PUT, DELETE")),
+                _ => Err(super::not_allowed("GET, PUT, DELETE")),
             },
             Some("") => {
                 let id = shells::resolve(&key)?;
@@ -92,11 +92,11 @@ pub fn route(req: &mut Request, path: &str) -> Option<Result<Response, ApiError>
                     "POST" => {
                         let body = req.body_text()?;
                         let text = shells::create_submodel(&id, &body, dialect_of(&body))?;
-                        let sm = crate::id_in(&text).unwrap_or_default();
+                        let sm = super::id_in(&text).unwrap_or_default();
                         let location = format!("{BASE}/{}{SUB}/{}", ids::encode_raw(&id), ids::encode_raw(&sm));
                         Ok(Response::json(201, text).with_header("location", location))
                     }
-                    _ => Err(crate::not_allowed("GET, POST")),
+                    _ => Err(super::not_allowed("GET, POST")),
                 }
             }
             Some(sm_part) => {
@@ -115,7 +115,7 @@ pub fn route(req: &mut Request, path: &str) -> Option<Result<Response, ApiError>
                         shells::delete_submodel(&id, &sm_id)?;
                         Ok(Response::empty(204))
                     }
-                    _ => Err(crate::not_allowed("GET, PUT, DELETE")),
+                    _ => Err(super::not_allowed("GET, PUT, DELETE")),
                 }
             }
         }
