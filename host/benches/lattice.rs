@@ -149,7 +149,10 @@ async fn bench() -> Result<(), AnyError> {
         deployed.as_secs_f64() * 1e3, answered[0].as_secs_f64() * 1e3, answered[1].as_secs_f64() * 1e3
     );
 
-    let (host, _) = start_host(&scratch.path().join("embedded"), None, true, &[])?;
+    // The embedded host with the lattice's chain of components: the gateway
+    // serves the registry's paths and calls the registry (by default the
+    // embedded host sends them to the registry's own HTTP face).
+    let (host, _) = start_host(&scratch.path().join("embedded"), None, true, &["--http-routes", "twins:twins"])?;
     println!("\n== POST /shell-descriptors, {n} new descriptors, 1 connection ==");
     let l = load(lattice_addr, n).await?;
     println!("  lattice (JetStream state)     {}", l.line());
