@@ -124,16 +124,16 @@ fn component_files(dir: &Path) -> Result<Vec<PathBuf>> {
 /// segment, else the default one. (On a lattice, the http-server provider's
 /// path routing does the same.) Looked up on every request, so it holds the
 /// pools themselves and scans a short list instead of hashing.
-pub struct HttpRoutes {
-    by_segment: Vec<(String, Arc<http_pool::HttpPool>)>,
-    default: Option<Arc<http_pool::HttpPool>>,
+pub struct HttpRoutes<P = Arc<http_pool::HttpPool>> {
+    by_segment: Vec<(String, P)>,
+    default: Option<P>,
 }
 
-impl HttpRoutes {
+impl<P: Clone> HttpRoutes<P> {
     /// `spec`: `component:segment,segment;component:…`; one HTTP component
     /// not named in it is the default. Routes to components that are not
     /// loaded are dropped.
-    fn new(spec: &str, http: &HashMap<String, Arc<http_pool::HttpPool>>) -> Result<HttpRoutes> {
+    fn new(spec: &str, http: &HashMap<String, P>) -> Result<HttpRoutes<P>> {
         let mut by_segment: Vec<(String, String)> = Vec::new();
         for part in spec.split(';').map(str::trim).filter(|p| !p.is_empty()) {
             let (component, segments) = part.split_once(':').with_context(|| format!("bad HTTP route {part:?} (want component:segment,…)"))?;
@@ -157,7 +157,7 @@ impl HttpRoutes {
         })
     }
 
-    fn pool_for(&self, path: &str) -> Option<&Arc<http_pool::HttpPool>> {
+    fn pool_for(&self, path: &str) -> Option<&P> {
         let first = path.trim_start_matches('/').split(['/', '?']).next().unwrap_or("");
         self.by_segment.iter().find(|(s, _)| s == first).map(|(_, pool)| pool).or(self.default.as_ref())
     }
@@ -317,5 +317,50 @@ pub fn policy_file(components_dir: &Path, policy: &str) -> PathBuf {
         PathBuf::from(policy)
     } else {
         components_dir.join("policies").join(format!("policy-{policy}.wasm"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::HttpRoutes;
+    use std::collections::HashMap;
+
+    fn components(names: &[&'static str]) -> HashMap<String, &'static str> {
+        names.iter().map(|n| (n.to_string(), *n)).collect()
+    }
+
+    #[test]
+    fn routes_by_first_segment_else_to_the_one_unrouted_component() -> anyhow::Result<()> {
+        let http = components(&["gateway", "registry", "twins"]);
+        let routes = HttpRoutes::new("twins:twins,whoami; registry:shell-descriptors,api", &http)?;
+        assert_eq!(routes.pool_for("/shell-descriptors/abc"), Some(&"registry"));
+        assert_eq!(routes.pool_for("/api/v3.0/shell-descriptors"), Some(&"registry"));
+        assert_eq!(routes.pool_for("/twins?x=1"), Some(&"twins"));
+        assert_eq!(routes.pool_for("/whoami"), Some(&"twins"));
+        assert_eq!(routes.pool_for("/i40commu"), Some(&"gateway"));
+        assert_eq!(routes.pool_for("/"), Some(&"gateway"));
+        // A segment is matched whole, not as a prefix.
+        assert_eq!(routes.pool_for("/twinsies"), Some(&"gateway"));
+        Ok(())
+    }
+
+    #[test]
+    fn routes_to_components_not_loaded_are_dropped() -> anyhow::Result<()> {
+        // As with `--http-entry wasi-http`, where the registry is no HTTP entry.
+        let http = components(&["gateway", "twins"]);
+        let routes = HttpRoutes::new("twins:twins;registry:shell-descriptors", &http)?;
+        assert_eq!(routes.pool_for("/shell-descriptors/abc"), Some(&"gateway"));
+        assert_eq!(routes.pool_for("/twins"), Some(&"twins"));
+        Ok(())
+    }
+
+    #[test]
+    fn a_later_route_for_a_segment_wins_and_bad_specs_are_refused() -> anyhow::Result<()> {
+        let http = components(&["gateway", "registry", "twins"]);
+        let routes = HttpRoutes::new("twins:twins,description;registry:description", &http)?;
+        assert_eq!(routes.pool_for("/description"), Some(&"registry"));
+        assert!(HttpRoutes::new("twins:twins", &http).is_err(), "gateway and registry both unrouted");
+        assert!(HttpRoutes::new("twins", &http).is_err(), "no component:segments");
+        Ok(())
     }
 }
