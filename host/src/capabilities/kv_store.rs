@@ -103,6 +103,9 @@ impl KvStore {
         let current = self.generation.load(Ordering::Acquire);
         let reused = {
             let mut idle = self.idle_snapshots();
+            // A reader that checked the generation just before a commit
+            // can give its snapshot back just after the commit emptied the
+            // pool; such a stale one is dropped here rather than reused.
             idle.retain(|s| s.generation == current);
             idle.pop()
         };
