@@ -16,7 +16,8 @@
 //! - paging 100,000 descriptors with limit=100: time per page, first pages
 //!   against last pages.
 //!
-//! Environment: BENCH_SECONDS (default 5), BENCH_PAGING_TOTAL (100000).
+//! Environment: BENCH_SECONDS (default 5), BENCH_PAGING_TOTAL (100000),
+//! BENCH_ONLY=get (only the closed-loop GET phases, for quick comparisons).
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine as _;
@@ -180,11 +181,17 @@ async fn bench() -> Result<(), AnyError> {
     let paging_total = env_num("BENCH_PAGING_TOTAL", 100_000) as usize;
     let scratch = tempfile::tempdir()?;
     let root: PathBuf = scratch.path().into();
+    let only_get = std::env::var("BENCH_ONLY").is_ok_and(|v| v == "get");
     println!("twinlattice registry benchmark ({} s per load phase, {} CPUs)", secs, std::thread::available_parallelism()?.get());
 
     // 1. Cold start.
-    println!("\n== host cold start to first answered request (median of 5) ==");
+    if !only_get {
+        println!("\n== host cold start to first answered request (median of 5) ==");
+    }
     for (label, shared_cache) in [("no compiled-code cache", false), ("compiled-code cache warm", true)] {
+        if only_get {
+            break;
+        }
         let mut times = Vec::new();
         for run in 0..5 {
             let cache = if shared_cache { root.join("cache-shared") } else { root.join(format!("cache-cold-{run}")) };
@@ -203,11 +210,15 @@ async fn bench() -> Result<(), AnyError> {
     // 2. POST with fsync on, and GET against the baseline.
     let cache = root.join("cache-shared");
     let (host, _) = start_host(&root.join("data-get"), Some(&cache), true, &[])?;
-    println!("\n== POST /shell-descriptors, new descriptors, fsync on ==");
-    let seq = post_many(host.addr, 0..500, 1).await?;
-    println!("  1 connection     {}", seq.line());
-    let conc = post_many(host.addr, 500..2_500, 8).await?;
-    println!("  8 connections    {}", conc.line());
+    if only_get {
+        post_many(host.addr, 0..1_000, 8).await?;
+    } else {
+        println!("\n== POST /shell-descriptors, new descriptors, fsync on ==");
+        let seq = post_many(host.addr, 0..500, 1).await?;
+        println!("  1 connection     {}", seq.line());
+        let conc = post_many(host.addr, 500..2_500, 8).await?;
+        println!("  8 connections    {}", conc.line());
+    }
 
     let ids: Vec<String> = (0..1_000).map(|i| descriptor(i).0).collect();
     let mut docs = HashMap::new();
@@ -258,6 +269,11 @@ async fn bench() -> Result<(), AnyError> {
         100.0 * alone.rate() / base.rate(),
         1e6 / wasm.rate() - 1e6 / alone.rate()
     );
+    if only_get {
+        let _ = baseline_child.kill();
+        let _ = baseline_child.wait();
+        return Ok(());
+    }
 
     println!("\n== GET /shell-descriptors/{{id}} at a fixed 1,000 req/s, 8 connections ==");
     let (base_sent, base_due) = fixed_rate(baseline, paths.clone(), 200, 1_000, 8, secs).await?;

@@ -47,7 +47,10 @@ pub async fn serve(runtime: Arc<Runtime>, listener: TcpListener, max_body_bytes:
                     Ok::<_, std::convert::Infallible>(answer.unwrap_or_else(internal_error))
                 }
             });
-            if let Err(e) = http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(stream), service).await {
+            // writev(false): answers here are small, and one flat write per
+            // answer measured less CPU than a header iovec plus a body iovec.
+            let conn = http1::Builder::new().keep_alive(true).writev(false).serve_connection(TokioIo::new(stream), service);
+            if let Err(e) = conn.await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
         });

@@ -205,6 +205,13 @@ pub struct ServeArgs {
     #[arg(long, env = "TWINLATTICE_HEARTBEAT_INTERVAL_SECS", default_value_t = 5)]
     heartbeat_interval_secs: u64,
 
+    /// Threads that run requests and components. 0 (the default) means two
+    /// per CPU: a thread inside a Wasm call cannot hand its other ready
+    /// requests to another thread until the call returns, nor run while the
+    /// kernel has it descheduled, so the spare threads keep every CPU busy.
+    #[arg(long, env = "TWINLATTICE_WORKER_THREADS", default_value_t = 0)]
+    worker_threads: usize,
+
     /// Heartbeat lease: an AAS whose last heartbeat (or registration) is
     /// older than this is offline (default: three heartbeat intervals).
     #[arg(long, env = "TWINLATTICE_HEARTBEAT_TTL_SECS")]
@@ -257,8 +264,13 @@ fn main() -> std::process::ExitCode {
     // `account` and `demo` may call a lattice over wRPC, whose NATS
     // transport can lose a reply on a multi-threaded runtime
     // (commands/lattice.rs); they do one call, so one thread is enough.
-    let mut builder = match cli.command {
+    let mut builder = match &cli.command {
         Command::Account(_) | Command::Demo(_) => tokio::runtime::Builder::new_current_thread(),
+        Command::Serve(args) => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(settings::worker_threads(args.worker_threads));
+            builder
+        }
         _ => tokio::runtime::Builder::new_multi_thread(),
     };
     let runtime = match builder.enable_all().build() {
