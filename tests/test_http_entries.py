@@ -88,6 +88,8 @@ def script(suffix: str) -> list[tuple[str, bytes]]:
         ("get missing (404)", request("GET", f"/shell-descriptors/{b64(sid + '-missing')}")),
         ("bad base64 (400)", request("GET", "/shell-descriptors/%%%")),
         ("method not allowed (405)", request("PATCH", "/shell-descriptors", b"{}", json_ct)),
+        ("options (405)", request("OPTIONS", "/shell-descriptors")),
+        ("a method outside the list (405)", request("PROPFIND", f"/shell-descriptors/{b64(sid)}")),
         ("malformed json (400)", request("POST", "/shell-descriptors", b"{not json", json_ct)),
         ("not utf-8 (400)", request("POST", "/shell-descriptors", b"\xff\xfe{}", json_ct)),
         ("empty body (400)", request("POST", "/shell-descriptors", b"", json_ct)),
@@ -114,6 +116,9 @@ def script(suffix: str) -> list[tuple[str, bytes]]:
         ("unknown route (404)", request("GET", "/nope")),
         ("twins without a secret (401)", request("GET", "/account")),
         ("twins bad secret (401)", request("GET", "/twins", headers={"authorization": "nope"})),
+        # A header value that is not ASCII (nor UTF-8) reaches the component
+        # as replaced text: still a bad secret, not a failure.
+        ("twins secret not ascii (401)", request("GET", "/twins").replace(b"\r\n\r\n", b"\r\nauthorization: \xe9t\xc3\r\n\r\n")),
     ]
 
 
@@ -167,11 +172,13 @@ def test_script_meets_expectations(servers):
     expected = {
         "post shell": 201, "post again (409)": 409, "get shell": 200, "get under /api/v3.0": 200,
         "head shell": 200, "get missing (404)": 404, "bad base64 (400)": 400,
-        "method not allowed (405)": 405, "malformed json (400)": 400, "not utf-8 (400)": 400,
+        "method not allowed (405)": 405, "options (405)": 405, "a method outside the list (405)": 405,
+        "malformed json (400)": 400, "not utf-8 (400)": 400,
         "empty body (400)": 400, "too large by length (413)": 413, "too large by chunks (413)": 413,
         "chunked, whole (201)": 201, "chunked, broken off (400)": 400, "query filter": 200,
         "ric get by idShort": 200, "delete shell (204)": 204, "get deleted (404)": 404,
         "unknown route (404)": 404, "twins without a secret (401)": 401, "twins bad secret (401)": 401,
+        "twins secret not ascii (401)": 401,
     }
     assert got == expected
 

@@ -9,6 +9,7 @@ use crate::bindings::wasi::http::types::{
     Fields, IncomingRequest, Method, OutgoingBody, OutgoingResponse, ResponseOutparam,
 };
 use crate::bindings::wasi::io::streams::StreamError;
+use std::borrow::Cow;
 
 /// A response ready to send.
 pub struct Response {
@@ -52,20 +53,30 @@ pub enum Incoming {
 }
 
 impl Incoming {
-    pub fn method(&self) -> String {
+    /// The method, upper case (`GET`, …; others as sent).
+    pub fn method(&self) -> Cow<'static, str> {
         match self {
-            Incoming::Whole(r) => r.method.clone(),
+            Incoming::Whole(r) => match &r.method {
+                face::Method::Get => Cow::Borrowed("GET"),
+                face::Method::Head => Cow::Borrowed("HEAD"),
+                face::Method::Post => Cow::Borrowed("POST"),
+                face::Method::Put => Cow::Borrowed("PUT"),
+                face::Method::Delete => Cow::Borrowed("DELETE"),
+                face::Method::Patch => Cow::Borrowed("PATCH"),
+                face::Method::Options => Cow::Borrowed("OPTIONS"),
+                face::Method::Other(s) => Cow::Owned(s.clone()),
+            },
             Incoming::Wasi(r) => match r.method() {
-                Method::Get => "GET".into(),
-                Method::Head => "HEAD".into(),
-                Method::Post => "POST".into(),
-                Method::Put => "PUT".into(),
-                Method::Delete => "DELETE".into(),
-                Method::Connect => "CONNECT".into(),
-                Method::Options => "OPTIONS".into(),
-                Method::Trace => "TRACE".into(),
-                Method::Patch => "PATCH".into(),
-                Method::Other(s) => s,
+                Method::Get => Cow::Borrowed("GET"),
+                Method::Head => Cow::Borrowed("HEAD"),
+                Method::Post => Cow::Borrowed("POST"),
+                Method::Put => Cow::Borrowed("PUT"),
+                Method::Delete => Cow::Borrowed("DELETE"),
+                Method::Connect => Cow::Borrowed("CONNECT"),
+                Method::Options => Cow::Borrowed("OPTIONS"),
+                Method::Trace => Cow::Borrowed("TRACE"),
+                Method::Patch => Cow::Borrowed("PATCH"),
+                Method::Other(s) => Cow::Owned(s),
             },
         }
     }
@@ -83,7 +94,7 @@ impl Incoming {
     #[allow(dead_code)] // shared code: not every component reads headers
     pub fn headers<const N: usize>(&self, names: [&str; N]) -> [Option<String>; N] {
         match self {
-            Incoming::Whole(r) => names.map(|n| r.headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone())),
+            Incoming::Whole(r) => names.map(|n| header_in_block(&r.headers, n)),
             Incoming::Wasi(r) => wasi_headers(r, names),
         }
     }
@@ -92,7 +103,8 @@ impl Incoming {
     /// finds it empty.
     pub fn read_body(&mut self, limit: usize) -> Result<Vec<u8>, BodyError> {
         match self {
-            Incoming::Whole(r) => match std::mem::replace(&mut r.body, face::Body::Complete(Vec::new())) {
+            Incoming::Whole(r) => match std::mem::replace(&mut r.body, face::Body::None) {
+                face::Body::None => Ok(Vec::new()),
                 face::Body::Complete(bytes) if bytes.len() <= limit => Ok(bytes),
                 face::Body::Complete(_) => Err(BodyError::TooLarge { limit }),
                 // The host's limit is the same config key; report the lower.
@@ -102,6 +114,15 @@ impl Incoming {
             Incoming::Wasi(r) => read_stream(r, limit),
         }
     }
+}
+
+/// The first value of header `name` (lower case) in a header block of
+/// `name: value\n` lines (`twinlattice:http-face`'s `request.headers`).
+fn header_in_block(block: &str, name: &str) -> Option<String> {
+    block.lines().find_map(|line| {
+        let (n, v) = line.split_once(':')?;
+        (n == name).then(|| v.strip_prefix(' ').unwrap_or(v).to_string())
+    })
 }
 
 fn read_stream(request: &IncomingRequest, limit: usize) -> Result<Vec<u8>, BodyError> {

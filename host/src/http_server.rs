@@ -78,13 +78,9 @@ async fn typed(
 ) -> Result<hyper::Response<HyperOutgoingBody>> {
     let (parts, body) = req.into_parts();
     let request = face::Request {
-        method: parts.method.as_str().to_string(),
+        method: method_of(&parts.method),
         target: parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_string(),
-        headers: parts
-            .headers
-            .iter()
-            .map(|(name, value)| (name.as_str().to_string(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
-            .collect(),
+        headers: header_block(&parts.headers),
         body: read_body(&parts.headers, body, max_body_bytes).await,
     };
     let call = async move {
@@ -104,12 +100,40 @@ async fn typed(
     into_hyper(response)
 }
 
+fn method_of(method: &hyper::Method) -> face::Method {
+    match *method {
+        hyper::Method::GET => face::Method::Get,
+        hyper::Method::HEAD => face::Method::Head,
+        hyper::Method::POST => face::Method::Post,
+        hyper::Method::PUT => face::Method::Put,
+        hyper::Method::DELETE => face::Method::Delete,
+        hyper::Method::PATCH => face::Method::Patch,
+        hyper::Method::OPTIONS => face::Method::Options,
+        ref other => face::Method::Other(other.as_str().to_string()),
+    }
+}
+
+/// The headers as `http-face`'s one block of `name: value\n` lines.
+fn header_block(headers: &hyper::HeaderMap) -> String {
+    let mut block = String::with_capacity(headers.iter().map(|(n, v)| n.as_str().len() + v.len() + 3).sum());
+    for (name, value) in headers {
+        block.push_str(name.as_str());
+        block.push_str(": ");
+        match value.to_str() {
+            Ok(text) => block.push_str(text),
+            Err(_) => block.push_str(&String::from_utf8_lossy(value.as_bytes())),
+        }
+        block.push('\n');
+    }
+    block
+}
+
 /// The body whole, or why not: over the limit (by its declared length, or
 /// once more than the limit arrived), or broken off.
 async fn read_body(headers: &hyper::HeaderMap, body: Incoming, limit: usize) -> face::Body {
     // Most GETs: no body at all, nothing to collect.
     if hyper::body::Body::is_end_stream(&body) {
-        return face::Body::Complete(Vec::new());
+        return face::Body::None;
     }
     let declared = headers.get(hyper::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
     if declared.is_some_and(|len| len > limit as u64) {

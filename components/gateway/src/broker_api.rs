@@ -11,11 +11,11 @@ use serde_json::json;
 
 pub fn route(req: &mut Request, path: &str) -> Option<Result<Response, ApiError>> {
     match path {
-        "/i40commu" => Some(match req.method.as_str() {
+        "/i40commu" => Some(match &*req.method {
             "POST" => inbox(req),
             _ => Err(crate::registry_face::not_allowed("POST")),
         }),
-        "/status" => Some(match req.method.as_str() {
+        "/status" => Some(match &*req.method {
             "GET" => Ok(status()),
             _ => Err(crate::registry_face::not_allowed("GET")),
         }),

@@ -54,7 +54,7 @@ fn created(prefix: &str, collection: &str, text: String) -> Response {
 /// not one of these routes.
 pub fn route(req: &mut Request, prefix: &str, segments: &[&str]) -> Option<Result<Response, ApiError>> {
     let method = req.method.clone();
-    let method = method.as_str();
+    let method: &str = &method;
     Some(match segments {
         ["description"] => match method {
             "GET" => Ok(Response::json(200, DESCRIPTION)),

@@ -22,6 +22,7 @@ pub mod ric_api;
 use crate::bindings::wasi::config::store as config;
 use crate::http_io::{BodyError, Incoming, Response};
 use result_body::ApiError;
+use std::borrow::Cow;
 
 /// Request bodies larger than this are refused with 413 unless the
 /// `max-body-bytes` config key says otherwise.
@@ -29,7 +30,7 @@ const DEFAULT_MAX_BODY: usize = 1024 * 1024;
 
 /// The parts of a request the routes look at; the body is read on demand.
 pub struct Request {
-    pub method: String,
+    pub method: Cow<'static, str>,
     pub query: String,
     incoming: Incoming,
 }
@@ -93,7 +94,7 @@ pub fn answer(incoming: Incoming, extra: ExtraRoutes) -> Response {
     let (path, query) = target.split_once('?').unwrap_or((target.as_str(), ""));
     // HEAD is GET without the body, which the server leaves out.
     let method = match incoming.method() {
-        m if m == "HEAD" => "GET".to_string(),
+        m if m == "HEAD" => Cow::Borrowed("GET"),
         m => m,
     };
     let mut req = Request { method, query: query.to_string(), incoming };

@@ -43,7 +43,7 @@ pub fn route(req: &mut Request, path: &str) -> Option<Result<Response, ApiError>
     }
     let rest = rest.trim_start_matches('/');
     let method = req.method.clone();
-    let method = method.as_str();
+    let method: &str = &method;
     if rest.is_empty() {
         return Some(match method {
             "GET" => all_pages(|p| Ok(shells::list(&no_filter(), &p)?)),

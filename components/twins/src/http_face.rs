@@ -58,7 +58,7 @@ fn request_of(mut incoming: Incoming) -> Result<Request, ApiError> {
         .split('/')
         .map(|s| percent_decode_str(s).decode_utf8_lossy().into_owned())
         .collect();
-    let method = match incoming.method().as_str() {
+    let method = match &*incoming.method() {
         "GET" | "HEAD" => Method::Get,
         "POST" => Method::Post,
         "PATCH" => Method::Patch,

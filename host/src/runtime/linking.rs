@@ -25,7 +25,7 @@ const HOST_PROVIDED: &[&str] = &["twinlattice:transport/outbound@0.1.0", "twinla
 
 /// Project interfaces the host calls itself (the typed HTTP entry), which
 /// several components export and none imports.
-const HOST_CALLED: &[&str] = &["twinlattice:http-face/handler@0.1.0"];
+const HOST_CALLED: &[&str] = &["twinlattice:http-face/handler@0.2.0"];
 
 /// Interfaces linked between components rather than given by the host.
 pub fn is_project_interface(name: &str) -> bool {
