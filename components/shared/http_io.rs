@@ -81,10 +81,11 @@ impl Incoming {
         }
     }
 
-    /// Path and query, still percent-encoded.
-    pub fn target(&self) -> String {
+    /// Path and query, still percent-encoded. Taken out rather than copied:
+    /// a second call finds it empty.
+    pub fn take_target(&mut self) -> String {
         match self {
-            Incoming::Whole(r) => r.target.clone(),
+            Incoming::Whole(r) => std::mem::take(&mut r.target),
             Incoming::Wasi(r) => r.path_with_query().unwrap_or_else(|| "/".into()),
         }
     }

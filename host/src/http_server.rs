@@ -150,12 +150,19 @@ async fn read_body(headers: &hyper::HeaderMap, body: Incoming, limit: usize) -> 
 }
 
 fn into_hyper(response: face::Response) -> Result<hyper::Response<HyperOutgoingBody>> {
-    let mut builder = hyper::Response::builder().status(response.status);
-    for (name, value) in &response.headers {
-        builder = builder.header(name.as_str(), value.as_str());
+    const INVALID: &str = "the component answered with an invalid status or header";
+    let mut headers = hyper::HeaderMap::with_capacity(response.headers.len());
+    for (name, value) in response.headers {
+        let name = hyper::header::HeaderName::from_bytes(name.as_bytes()).context(INVALID)?;
+        // The value's bytes move into the header as they are, uncopied.
+        let value = hyper::header::HeaderValue::from_maybe_shared(Bytes::from(value)).context(INVALID)?;
+        headers.append(name, value);
     }
     let body = Full::new(Bytes::from(response.body)).map_err(|never| match never {}).boxed();
-    builder.body(body).context("the component answered with an invalid status or header")
+    let mut answer = hyper::Response::new(body);
+    *answer.status_mut() = hyper::StatusCode::from_u16(response.status).context(INVALID)?;
+    *answer.headers_mut() = headers;
+    Ok(answer)
 }
 
 /// The wasi:http entry: the guest gets the request and a response outparam

@@ -89,8 +89,8 @@ fn dispatch(req: &mut Request, path: &str, extra: ExtraRoutes) -> Result<Respons
 }
 
 /// Route one request and answer it; errors become the AAS error body.
-pub fn answer(incoming: Incoming, extra: ExtraRoutes) -> Response {
-    let target = incoming.target();
+pub fn answer(mut incoming: Incoming, extra: ExtraRoutes) -> Response {
+    let target = incoming.take_target();
     let (path, query) = target.split_once('?').unwrap_or((target.as_str(), ""));
     // HEAD is GET without the body, which the server leaves out.
     let method = match incoming.method() {

@@ -50,7 +50,7 @@ fn answer(incoming: Incoming) -> Response {
 }
 
 fn request_of(mut incoming: Incoming) -> Result<Request, ApiError> {
-    let target = incoming.target();
+    let target = incoming.take_target();
     let (path, query) = target.split_once('?').unwrap_or((target.as_str(), ""));
     let segments: Vec<String> = path
         .trim_start_matches('/')

@@ -52,8 +52,8 @@ impl<'a> KeyValueView<'a> {
         KeyValueView { ctx, table }
     }
 
-    fn bucket(&self, b: &Resource<BucketHandle>) -> Result<String, KvError> {
-        Ok(self.table.get(b)?.name.clone())
+    fn bucket(&self, b: &Resource<BucketHandle>) -> Result<&str, KvError> {
+        Ok(&self.table.get(b)?.name)
     }
 }
 

@@ -9,7 +9,7 @@
 //! text, as wasmCloud's keyvalue providers do, so values stay portable.
 
 use redb::{Database, Durability, ReadOnlyTable, ReadTransaction, ReadableTable, TableDefinition, WriteTransaction};
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -62,7 +62,7 @@ type Table = ReadOnlyTable<&'static str, &'static [u8]>;
 struct Snapshot {
     generation: u64,
     tx: ReadTransaction,
-    tables: HashMap<String, Table>,
+    tables: FxHashMap<String, Table>,
 }
 
 impl Snapshot {
@@ -113,7 +113,7 @@ impl KvStore {
         // between only makes it newer than its label, never older.
         let mut snapshot = match reused {
             Some(snapshot) => snapshot,
-            None => Snapshot { generation: current, tx: self.db.begin_read().map_err(tx_err)?, tables: HashMap::new() },
+            None => Snapshot { generation: current, tx: self.db.begin_read().map_err(tx_err)?, tables: FxHashMap::default() },
         };
         let result = read(snapshot.table(bucket)?);
         if snapshot.generation == self.generation.load(Ordering::Acquire) {
