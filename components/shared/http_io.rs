@@ -14,25 +14,23 @@ use std::borrow::Cow;
 /// A response ready to send.
 pub struct Response {
     pub status: u16,
-    pub headers: Vec<(String, String)>,
+    /// Names are the project's own constants; values mostly too, so the
+    /// common answer allocates nothing for its headers.
+    pub headers: Vec<(&'static str, Cow<'static, str>)>,
     pub body: Vec<u8>,
 }
 
 impl Response {
     pub fn json(status: u16, body: impl Into<Vec<u8>>) -> Self {
-        Response {
-            status,
-            headers: vec![("content-type".into(), "application/json".into())],
-            body: body.into(),
-        }
+        Response { status, headers: vec![("content-type", Cow::Borrowed("application/json"))], body: body.into() }
     }
 
     pub fn empty(status: u16) -> Self {
         Response { status, headers: Vec::new(), body: Vec::new() }
     }
 
-    pub fn with_header(mut self, name: &str, value: impl Into<String>) -> Self {
-        self.headers.push((name.into(), value.into()));
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, Cow::Owned(value.into())));
         self
     }
 }
@@ -159,15 +157,22 @@ fn wasi_headers<const N: usize>(request: &IncomingRequest, names: [&str; N]) -> 
     names.map(|n| fields.get(n).first().map(|v| String::from_utf8_lossy(v).into_owned()))
 }
 
-/// The typed entry's answer.
+/// The typed entry's answer, its headers as one `name: value\n` block.
 pub fn into_face(response: Response) -> face::Response {
-    face::Response { status: response.status, headers: response.headers, body: response.body }
+    let mut headers = String::with_capacity(response.headers.iter().map(|(n, v)| n.len() + v.len() + 3).sum());
+    for (name, value) in &response.headers {
+        headers.push_str(name);
+        headers.push_str(": ");
+        headers.push_str(value);
+        headers.push('\n');
+    }
+    face::Response { status: response.status, headers, body: response.body }
 }
 
 /// Send `response` through `out` (the `wasi:http` entry).
 pub fn send(out: ResponseOutparam, response: Response) {
     let mut entries: Vec<(String, Vec<u8>)> =
-        response.headers.iter().map(|(n, v)| (n.clone(), v.as_bytes().to_vec())).collect();
+        response.headers.iter().map(|(n, v)| (n.to_string(), v.as_bytes().to_vec())).collect();
     entries.push(("content-length".into(), response.body.len().to_string().into_bytes()));
     // One host call for all headers. A header we built ourselves is always
     // valid; should one not be, send the response without headers rather

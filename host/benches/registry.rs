@@ -176,6 +176,9 @@ fn main() -> Result<(), AnyError> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(bench())
 }
 
+/// Closed-loop GET rounds, baseline and twinlattice in turn.
+const GET_ROUNDS: usize = 3;
+
 async fn bench() -> Result<(), AnyError> {
     let secs = env_num("BENCH_SECONDS", 5);
     let paging_total = env_num("BENCH_PAGING_TOTAL", 100_000) as usize;
@@ -240,13 +243,25 @@ async fn bench() -> Result<(), AnyError> {
     // The client shares the 2 CPUs with the server, so besides throughput
     // the server's own CPU time per request is printed: what each server
     // costs, apart from the client and the scheduler.
-    let cpu_before = cpu_seconds(baseline_child.id())?;
-    let base = closed_loop(baseline, paths.clone(), 200, 16, secs).await?;
-    let base_cpu = (cpu_seconds(baseline_child.id())? - cpu_before) / base.count as f64;
+    // Alternating rounds, so that whatever else the machine does in the
+    // meantime weighs on both servers alike; each round's share is printed.
+    let (mut base, mut wasm): (Option<Stats>, Option<Stats>) = (None, None);
+    let (mut base_cpu, mut wasm_cpu) = (0.0, 0.0);
+    for round in 1..=GET_ROUNDS {
+        let cpu_before = cpu_seconds(baseline_child.id())?;
+        let b = closed_loop(baseline, paths.clone(), 200, 16, secs).await?;
+        base_cpu += cpu_seconds(baseline_child.id())? - cpu_before;
+        let cpu_before = cpu_seconds(host.pid())?;
+        let w = closed_loop(host.addr, paths.clone(), 200, 16, secs).await?;
+        wasm_cpu += cpu_seconds(host.pid())? - cpu_before;
+        println!("  round {round}: baseline {:.0} req/s, twinlattice {:.0} req/s ({:.1}%)", b.rate(), w.rate(), 100.0 * w.rate() / b.rate());
+        base = Some(match base { Some(s) => s.merge(b), None => b });
+        wasm = Some(match wasm { Some(s) => s.merge(w), None => w });
+    }
+    let (base, wasm) = (base.ok_or("no rounds")?, wasm.ok_or("no rounds")?);
+    let base_cpu = base_cpu / base.count as f64;
+    let wasm_cpu = wasm_cpu / wasm.count as f64;
     println!("  baseline (raw hyper, memory)  {}", base.line());
-    let cpu_before = cpu_seconds(host.pid())?;
-    let wasm = closed_loop(host.addr, paths.clone(), 200, 16, secs).await?;
-    let wasm_cpu = (cpu_seconds(host.pid())? - cpu_before) / wasm.count as f64;
     println!("  twinlattice (full Wasm path)  {}", wasm.line());
     println!("  throughput ratio: {:.1}% of baseline (target >= 50%)", 100.0 * wasm.rate() / base.rate());
     println!(

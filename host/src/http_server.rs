@@ -151,11 +151,11 @@ async fn read_body(headers: &hyper::HeaderMap, body: Incoming, limit: usize) -> 
 
 fn into_hyper(response: face::Response) -> Result<hyper::Response<HyperOutgoingBody>> {
     const INVALID: &str = "the component answered with an invalid status or header";
-    let mut headers = hyper::HeaderMap::with_capacity(response.headers.len());
-    for (name, value) in response.headers {
+    let mut headers = hyper::HeaderMap::new();
+    for line in response.headers.lines() {
+        let (name, value) = line.split_once(':').context(INVALID)?;
         let name = hyper::header::HeaderName::from_bytes(name.as_bytes()).context(INVALID)?;
-        // The value's bytes move into the header as they are, uncopied.
-        let value = hyper::header::HeaderValue::from_maybe_shared(Bytes::from(value)).context(INVALID)?;
+        let value = hyper::header::HeaderValue::from_str(value.strip_prefix(' ').unwrap_or(value)).context(INVALID)?;
         headers.append(name, value);
     }
     let body = Full::new(Bytes::from(response.body)).map_err(|never| match never {}).boxed();

@@ -80,10 +80,10 @@ pub const DEFAULT_HTTP_ROUTES: &str = "twins:whoami,account,roles,users,secrets,
 batches,cache,download,log,notifications,usage,stickers;\
 registry:shell-descriptors,submodel-descriptors,registry,api,description";
 
-/// Worker threads of `serve`: `requested`, or two per CPU when it is 0.
+/// Worker threads of `serve`: `requested`, or three per CPU when it is 0.
 pub fn worker_threads(requested: usize) -> usize {
     match requested {
-        0 => 2 * std::thread::available_parallelism().map_or(1, |n| n.get()),
+        0 => 3 * std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
     }
 }
@@ -93,9 +93,9 @@ mod tests {
     use super::worker_threads;
 
     #[test]
-    fn worker_threads_default_to_two_per_cpu_and_honour_a_request() {
+    fn worker_threads_default_to_three_per_cpu_and_honour_a_request() {
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-        assert_eq!(worker_threads(0), 2 * cpus);
+        assert_eq!(worker_threads(0), 3 * cpus);
         assert_eq!(worker_threads(3), 3);
     }
 }

@@ -258,6 +258,14 @@ impl Stats {
     pub fn rate(&self) -> f64 {
         self.count as f64 / self.seconds
     }
+    /// Both runs as one: counts and times added, latencies pooled.
+    pub fn merge(mut self, other: Stats) -> Stats {
+        self.count += other.count;
+        self.seconds += other.seconds;
+        self.micros.extend(other.micros);
+        self.micros.sort_unstable();
+        self
+    }
     pub fn line(&self) -> String {
         format!(
             "{:>9.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  max {:>7.2} ms  (n={})",
