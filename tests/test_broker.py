@@ -24,9 +24,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import random
+import socket
 import time
 import uuid
+from urllib.parse import urlparse
 
+import aiocoap
 import pytest
 from aiocoap.numbers.codes import Code
 
@@ -753,6 +758,41 @@ def test_coap_unknown_path(env, fleet, path):
     assert resp.code == "4.04", f"POST {path}: expected 4.04, got {resp}"
     msg, ack = fleet["coap"][0].heartbeat()
     assert_heartbeat_ack(ack, msg, registered=True)
+
+
+def raw_coap_post(mid: int, token: bytes, payload: bytes) -> bytes:
+    """A confirmable `POST /i40commu` datagram with the given message id and token."""
+    # Header fields set by hand: this datagram goes out on a plain socket,
+    # not through aiocoap's own message layer.
+    m = aiocoap.Message(code=Code.POST, payload=payload)
+    m.mtype, m.mid, m.token = aiocoap.CON, mid, token
+    m.opt.uri_path = ("i40commu",)
+    m.opt.content_format = CONTENT_FORMAT_JSON
+    return m.encode()
+
+
+def test_coap_retransmission_is_answered_alike_and_routed_once(env, fleet):
+    """RFC 7252 §4.5: a client that gets no ACK in time sends the same
+    confirmable request again, with the same message id. Each copy gets the
+    first copy's answer, and the message is routed once: a copy arriving
+    while the first is being routed, and one arriving after its answer."""
+    sender, receiver = fleet["coap"][0], fleet["http"][0]
+    inbox = urlparse(env.coap_inbox)
+    msg = app_msg(sender.id, receiver.id)
+    mid = random.randrange(1 << 16)
+    datagram = raw_coap_post(mid, os.urandom(4), json.dumps(msg).encode())
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(BROKER_TIMEOUT)
+        s.connect((inbox.hostname, inbox.port))
+        s.send(datagram)
+        s.send(datagram)
+        answers = [s.recv(65536) for _ in range(2)]
+        s.send(datagram)
+        answers.append(s.recv(65536))
+    first = aiocoap.Message.decode(answers[0])
+    assert first.mtype == aiocoap.ACK and first.mid == mid and first.code == aiocoap.CHANGED, first
+    assert answers[1] == answers[0] and answers[2] == answers[0], "copies got another answer than the first"
+    assert_exactly_once(receiver, msg, "http")
 
 
 def test_coap_get_inbox(env, fleet):

@@ -5,12 +5,16 @@
 //! for input that is not an I4.0 message, 4.04 / 4.05 for other paths and
 //! methods, 4.00 also for a request that does not decode (truncated). A
 //! datagram that is not CoAP at all is logged and dropped, or answered with
-//! a Reset when its header could be read.
+//! a Reset when its header could be read. A retransmitted request (same
+//! peer, same message id) gets the first copy's answer and is not routed
+//! again (`coap_exchanges`).
 
+use crate::coap_exchanges::{Answer, AnswerOf, Exchanges, Seen, CAPACITY, EXCHANGE_LIFETIME};
 use crate::inbox::{Inbox, Outcome, Protocol};
 use coap_lite::{BlockHandler, BlockHandlerConfig, CoapRequest, ContentFormat, MessageClass, MessageType, Packet, RequestType, ResponseType};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 use tokio::net::UdpSocket;
 
 /// Block-wise transfer state (RFC 7959), shared by all requests: answers
@@ -21,6 +25,7 @@ type Blocks = Arc<Mutex<BlockHandler<SocketAddr>>>;
 pub async fn serve(inbox: Arc<dyn Inbox>, socket: UdpSocket) {
     let socket = Arc::new(socket);
     let blocks: Blocks = Arc::new(Mutex::new(BlockHandler::new(BlockHandlerConfig::default())));
+    let exchanges = Arc::new(Exchanges::new(EXCHANGE_LIFETIME, CAPACITY));
     let mut buf = vec![0u8; 65_536];
     loop {
         let (n, peer) = match socket.recv_from(&mut buf).await {
@@ -31,22 +36,53 @@ pub async fn serve(inbox: Arc<dyn Inbox>, socket: UdpSocket) {
             }
         };
         let datagram = buf[..n].to_vec();
+        let pending = match request_message_id(&datagram).map(|id| exchanges.seen(peer, id, Instant::now())) {
+            Some(Seen::Copy(first)) => {
+                tracing::debug!(%peer, "retransmitted CoAP request: answered as the first copy, not processed again");
+                tokio::spawn(send_when_answered(socket.clone(), peer, first));
+                continue;
+            }
+            Some(Seen::New(pending)) => Some(pending),
+            None => None,
+        };
         let permit = inbox.admit().await;
         let (inbox, socket, blocks) = (inbox.clone(), socket.clone(), blocks.clone());
         tokio::spawn(async move {
             let _permit = permit;
-            if let Some(answer) = handle(&*inbox, &blocks, &datagram, peer).await {
-                match answer.to_bytes() {
-                    Ok(bytes) => {
-                        if let Err(e) = socket.send_to(&bytes, peer).await {
-                            tracing::warn!(%peer, error = %e, "coap send failed");
-                        }
-                    }
-                    Err(e) => tracing::error!(%peer, error = ?e, "coap answer does not encode"),
+            let answer = handle(&*inbox, &blocks, &datagram, peer).await.and_then(|packet| match packet.to_bytes() {
+                Ok(bytes) => Some(Answer::from(bytes)),
+                Err(e) => {
+                    tracing::error!(%peer, error = ?e, "coap answer does not encode");
+                    None
                 }
+            });
+            if let Some(pending) = pending {
+                pending.finish(answer.clone());
+            }
+            if let Some(bytes) = answer {
+                send(&socket, peer, &bytes).await;
             }
         });
     }
+}
+
+async fn send(socket: &UdpSocket, peer: SocketAddr, bytes: &[u8]) {
+    if let Err(e) = socket.send_to(bytes, peer).await {
+        tracing::warn!(%peer, error = %e, "coap send failed");
+    }
+}
+
+async fn send_when_answered(socket: Arc<UdpSocket>, peer: SocketAddr, first: AnswerOf) {
+    if let Some(bytes) = first.answer().await {
+        send(&socket, peer, &bytes).await;
+    }
+}
+
+/// The message id of a datagram whose header says it is a CoAP request
+/// (version 1, a request code), the key of its exchange.
+fn request_message_id(datagram: &[u8]) -> Option<u16> {
+    let is_request = datagram.len() >= 4 && datagram[0] >> 6 == 1 && datagram[1] >> 5 == 0 && datagram[1] != 0;
+    is_request.then(|| u16::from_be_bytes([datagram[2], datagram[3]]))
 }
 
 fn lock(blocks: &Blocks) -> std::sync::MutexGuard<'_, BlockHandler<SocketAddr>> {

@@ -7,6 +7,7 @@
 //! capability provider whose inbox is the broker component over wRPC.
 
 pub mod coap;
+pub mod coap_exchanges;
 pub mod delivery;
 pub mod embedded_mqtt;
 pub mod inbox;
