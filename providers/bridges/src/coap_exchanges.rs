@@ -29,7 +29,7 @@ pub enum Seen {
     /// The first copy: process it, then hand its answer to `Pending::finish`.
     New(Pending),
     /// A copy of a request already being processed or answered: send the
-    /// answer `Copy::answer` gives, and process nothing.
+    /// answer `AnswerOf::answer` gives, and process nothing.
     Copy(AnswerOf),
 }
 
