@@ -422,10 +422,12 @@ class Recorder:
 
 class HttpInbox:
     """`http.server` in a thread; records every POST; answers with `statuses`
-    in turn (the last one repeats), empty body."""
+    in turn (the last one repeats), empty body, `delay` seconds after the
+    request came (a slow receiver)."""
 
-    def __init__(self, sink: Recorder, statuses: Iterable[int] = (200,)) -> None:
+    def __init__(self, sink: Recorder, statuses: Iterable[int] = (200,), delay: float = 0.0) -> None:
         self.statuses = list(statuses) or [200]
+        self.delay = delay
         self._count = 0
         self._lock = threading.Lock()
         inbox = self
@@ -448,6 +450,7 @@ class HttpInbox:
                 status = inbox._next_status()
                 sink.add(Received("http", body, parse_json(body), path=self.path, method="POST",
                                   headers={k.lower(): v for k, v in self.headers.items()}))
+                time.sleep(inbox.delay)
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -920,12 +923,13 @@ class SimAAS:
                back to MQTT because there is no communication endpoint).
     http_statuses / coap_codes — what the inbox answers, in turn.
     dead_http — register a communication endpoint http://127.0.0.1:<closed port>/i40commu.
+    http_delay — seconds the HTTP inbox takes to answer each POST.
     """
 
     def __init__(self, env: BrokerEnv, proto: str, *, aas_id: str | None = None,
                  inboxes: Iterable[str] | None = None, mqtt_endpoint: bool = True,
                  http_statuses: Iterable[int] = (200,), coap_codes: Iterable[Code] = (Code.CHANGED,),
-                 dead_http: bool = False) -> None:
+                 dead_http: bool = False, http_delay: float = 0.0) -> None:
         assert proto in ("http", "coap", "mqtt"), proto
         self.env = env
         self.proto = proto
@@ -934,7 +938,7 @@ class SimAAS:
         self.mqtt_endpoint = mqtt_endpoint
         self.dead_http = dead_http
         self.rec = Recorder()
-        self.http: HttpInbox | None = HttpInbox(self.rec, http_statuses) if "http" in self.inboxes else None
+        self.http: HttpInbox | None = HttpInbox(self.rec, http_statuses, http_delay) if "http" in self.inboxes else None
         self.coap: CoapInbox | None = CoapInbox(self.rec, coap_codes) if "coap" in self.inboxes else None
         self.mqtt: MqttClient | None = None
         if "mqtt" in self.inboxes or proto == "mqtt":

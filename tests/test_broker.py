@@ -795,6 +795,45 @@ def test_coap_retransmission_is_answered_alike_and_routed_once(env, fleet):
     assert_exactly_once(receiver, msg, "http")
 
 
+def test_coap_slow_answer_is_acked_at_once_and_sent_separately(env, fleet):
+    """RFC 7252 §5.2.2: a confirmable request whose answer takes longer than
+    a second (here: a receiver that takes 2.5 s to take its delivery) gets
+    an empty ACK first, so its client does not retransmit and may send its
+    next request; the answer follows as a confirmable message of its own
+    with the request's token, sent again until acknowledged. A copy of the
+    request after the empty ACK gets that ACK again, and the message is
+    routed once."""
+    sender = fleet["coap"][0]
+    receiver = env.aas("http", http_delay=2.5)
+    receiver.register_ok()
+    inbox = urlparse(env.coap_inbox)
+    msg = app_msg(sender.id, receiver.id)
+    mid, token = random.randrange(1 << 16), os.urandom(4)
+    datagram = raw_coap_post(mid, token, json.dumps(msg).encode())
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(BROKER_TIMEOUT)
+        s.connect((inbox.hostname, inbox.port))
+        s.send(datagram)
+        raw_ack = s.recv(65536)
+        ack = aiocoap.Message.decode(raw_ack)
+        assert (ack.mtype, ack.code, ack.mid, ack.token) == (aiocoap.ACK, Code.EMPTY, mid, b""), ack
+        s.send(datagram)
+        assert s.recv(65536) == raw_ack, "a copy after the empty ACK must get the same ACK"
+        raw_answer = s.recv(65536)
+        answer = aiocoap.Message.decode(raw_answer)
+        assert (answer.mtype, answer.code, answer.token) == (aiocoap.CON, Code.CHANGED, token), answer
+        # Not acknowledged: the same message again (after 2-3 s, RFC 7252 §4.2).
+        assert s.recv(65536) == raw_answer, "an unacknowledged separate response must be retransmitted as it was"
+        s.send(bytes([0x60, 0, answer.mid >> 8, answer.mid & 0xFF]))  # its empty ACK
+    assert_exactly_once(receiver, msg, "http")
+
+    # A CoAP library's client takes the separate response as the answer.
+    later = app_msg(sender.id, receiver.id)
+    resp = coap_post_json(env.coap_inbox, later)
+    assert resp.code == "2.04", resp
+    assert_exactly_once(receiver, later, "http")
+
+
 def test_coap_get_inbox(env, fleet):
     resp = coap_request(env.coap_inbox, b"", method=Code.GET, content_format=None)
     assert resp.code == "4.05", f"GET /i40commu: expected 4.05, got {resp}"

@@ -7,11 +7,15 @@
 //! datagram that is not CoAP at all is logged and dropped, or answered with
 //! a Reset when its header could be read. A retransmitted request (same
 //! peer, same message id) gets the first copy's answer and is not routed
-//! again (`coap_exchanges`).
+//! again (`coap_exchanges`). A confirmable request not answered within a
+//! second gets an empty ACK and its answer later, as a separate response
+//! (`coap_separate`).
 
-use crate::coap_exchanges::{Answer, AnswerOf, Exchanges, Seen, CAPACITY, EXCHANGE_LIFETIME};
+use crate::coap_exchanges::{Answer, AnswerOf, Exchanges, Pending, Seen, CAPACITY, EXCHANGE_LIFETIME};
+use crate::coap_separate::{empty_ack, is_confirmable, Confirmations, SEPARATE_AFTER};
 use crate::inbox::{Inbox, Outcome, Protocol};
 use coap_lite::{BlockHandler, BlockHandlerConfig, CoapRequest, ContentFormat, MessageClass, MessageType, Packet, RequestType, ResponseType};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -26,6 +30,7 @@ pub async fn serve(inbox: Arc<dyn Inbox>, socket: UdpSocket) {
     let socket = Arc::new(socket);
     let blocks: Blocks = Arc::new(Mutex::new(BlockHandler::new(BlockHandlerConfig::default())));
     let exchanges = Arc::new(Exchanges::new(EXCHANGE_LIFETIME, CAPACITY));
+    let confirmations = Arc::new(Confirmations::new());
     let mut buf = vec![0u8; 65_536];
     loop {
         let (n, peer) = match socket.recv_from(&mut buf).await {
@@ -36,33 +41,76 @@ pub async fn serve(inbox: Arc<dyn Inbox>, socket: UdpSocket) {
             }
         };
         let datagram = buf[..n].to_vec();
-        let pending = match request_message_id(&datagram).map(|id| exchanges.seen(peer, id, Instant::now())) {
-            Some(Seen::Copy(first)) => {
-                tracing::debug!(%peer, "retransmitted CoAP request: answered as the first copy, not processed again");
-                tokio::spawn(send_when_answered(socket.clone(), peer, first));
-                continue;
-            }
-            Some(Seen::New(pending)) => Some(pending),
+        if confirmations.confirm(peer, &datagram) {
+            continue;
+        }
+        let request = match request_message_id(&datagram) {
+            Some(id) => match exchanges.seen(peer, id, Instant::now()) {
+                Seen::Copy(first) => {
+                    tracing::debug!(%peer, "retransmitted CoAP request: answered as the first copy, not processed again");
+                    tokio::spawn(send_when_answered(socket.clone(), peer, first));
+                    continue;
+                }
+                Seen::New(pending) => Some((id, pending)),
+            },
             None => None,
         };
         let permit = inbox.admit().await;
-        let (inbox, socket, blocks) = (inbox.clone(), socket.clone(), blocks.clone());
+        let (inbox, socket, blocks, confirmations) = (inbox.clone(), socket.clone(), blocks.clone(), confirmations.clone());
         tokio::spawn(async move {
-            let _permit = permit;
-            let answer = handle(&*inbox, &blocks, &datagram, peer).await.and_then(|packet| match packet.to_bytes() {
-                Ok(bytes) => Some(Answer::from(bytes)),
-                Err(e) => {
-                    tracing::error!(%peer, error = ?e, "coap answer does not encode");
-                    None
+            // The permit bounds the work, not the sending of its answer.
+            let work = async {
+                let packet = handle(&*inbox, &blocks, &datagram, peer).await;
+                drop(permit);
+                packet
+            };
+            match request {
+                Some((id, pending)) if is_confirmable(&datagram) => {
+                    answer_confirmable(&socket, &confirmations, peer, id, pending, work).await
                 }
-            });
-            if let Some(pending) = pending {
-                pending.finish(answer.clone());
-            }
-            if let Some(bytes) = answer {
-                send(&socket, peer, &bytes).await;
+                other => answer_once(&socket, peer, work.await, other.map(|(_, pending)| pending)).await,
             }
         });
+    }
+}
+
+/// A confirmable request's answer: piggy-backed on the ACK when `work` is
+/// done within SEPARATE_AFTER, else an empty ACK now (which copies of the
+/// request then get too) and the answer as a separate response.
+async fn answer_confirmable(
+    socket: &UdpSocket,
+    confirmations: &Confirmations,
+    peer: SocketAddr,
+    message_id: u16,
+    pending: Pending,
+    work: impl Future<Output = Option<Packet>>,
+) {
+    tokio::pin!(work);
+    if let Ok(packet) = tokio::time::timeout(SEPARATE_AFTER, &mut work).await {
+        return answer_once(socket, peer, packet, Some(pending)).await;
+    }
+    let ack: Answer = Arc::from(&empty_ack(message_id)[..]);
+    pending.finish(Some(ack.clone()));
+    send(socket, peer, &ack).await;
+    if let Some(packet) = work.await {
+        confirmations.send(socket, peer, packet).await;
+    }
+}
+
+/// Send `packet` as the answer, and hand it to the request's copies.
+async fn answer_once(socket: &UdpSocket, peer: SocketAddr, packet: Option<Packet>, pending: Option<Pending>) {
+    let answer = packet.and_then(|packet| match packet.to_bytes() {
+        Ok(bytes) => Some(Answer::from(bytes)),
+        Err(e) => {
+            tracing::error!(%peer, error = ?e, "coap answer does not encode");
+            None
+        }
+    });
+    if let Some(pending) = pending {
+        pending.finish(answer.clone());
+    }
+    if let Some(bytes) = answer {
+        send(socket, peer, &bytes).await;
     }
 }
 

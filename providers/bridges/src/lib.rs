@@ -8,6 +8,7 @@
 
 pub mod coap;
 pub mod coap_exchanges;
+pub mod coap_separate;
 pub mod delivery;
 pub mod embedded_mqtt;
 pub mod inbox;

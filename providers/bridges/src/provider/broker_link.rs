@@ -15,6 +15,8 @@ use wasmcloud_provider_sdk::provider::WrpcClient;
 pub enum BrokerLinkError {
     #[error("no broker component is linked to the bridges yet (link bridges -> broker, twinlattice:transport/inbound)")]
     NotLinked,
+    #[error("the broker component {target} did not answer within {after:?}")]
+    Deadline { target: String, after: Duration },
     #[error("calling the broker component {target} failed: {source:#}")]
     Call { target: String, source: anyhow::Error },
 }
@@ -61,8 +63,12 @@ impl BrokerLink {
     async fn receive(&self, protocol: Protocol, peer: String, message: String) -> Result<Outcome, BrokerLinkError> {
         let (target, client) = self.current()?;
         let envelope = inbound::Envelope { protocol: wit_protocol(protocol), peer, message };
-        let answer = inbound::receive(&*client, None, &envelope)
+        // The client's own timeout bounds only the start of the call: a
+        // call whose callee's host stops after taking it would wait for an
+        // answer that never comes, holding its inbox slot and its sender.
+        let answer = tokio::time::timeout(self.timeout, inbound::receive(&*client, None, &envelope))
             .await
+            .map_err(|_| BrokerLinkError::Deadline { target: target.clone(), after: self.timeout })?
             .map_err(|source| BrokerLinkError::Call { target, source })?;
         Ok(match answer {
             Ok(Some(reply)) => Outcome::Reply(from_wit(reply)),
