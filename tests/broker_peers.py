@@ -479,10 +479,12 @@ class HttpInbox:
 class CoapInbox:
     """aiocoap server on a free UDP port of 127.0.0.1 with the resource
     `i40commu`; records every POST; answers with `codes` in turn (the last
-    repeats), empty payload."""
+    repeats), empty payload, `delay` seconds after the request came (aiocoap
+    ACKs a slow request at once and sends the answer separately)."""
 
-    def __init__(self, sink: Recorder, codes: Iterable[Code] = (Code.CHANGED,)) -> None:
+    def __init__(self, sink: Recorder, codes: Iterable[Code] = (Code.CHANGED,), delay: float = 0.0) -> None:
         self.codes = list(codes) or [Code.CHANGED]
+        self.delay = delay
         self._count = 0
         self.loop = CoapLoop.get()
         inbox = self
@@ -499,6 +501,7 @@ class CoapInbox:
                 ))
                 code = inbox.codes[min(inbox._count, len(inbox.codes) - 1)]
                 inbox._count += 1
+                await asyncio.sleep(inbox.delay)
                 return aiocoap.Message(code=code)
 
         site = coap_resource.Site()
@@ -923,13 +926,13 @@ class SimAAS:
                back to MQTT because there is no communication endpoint).
     http_statuses / coap_codes — what the inbox answers, in turn.
     dead_http — register a communication endpoint http://127.0.0.1:<closed port>/i40commu.
-    http_delay — seconds the HTTP inbox takes to answer each POST.
+    http_delay / coap_delay — seconds the HTTP / CoAP inbox takes to answer each POST.
     """
 
     def __init__(self, env: BrokerEnv, proto: str, *, aas_id: str | None = None,
                  inboxes: Iterable[str] | None = None, mqtt_endpoint: bool = True,
                  http_statuses: Iterable[int] = (200,), coap_codes: Iterable[Code] = (Code.CHANGED,),
-                 dead_http: bool = False, http_delay: float = 0.0) -> None:
+                 dead_http: bool = False, http_delay: float = 0.0, coap_delay: float = 0.0) -> None:
         assert proto in ("http", "coap", "mqtt"), proto
         self.env = env
         self.proto = proto
@@ -939,7 +942,7 @@ class SimAAS:
         self.dead_http = dead_http
         self.rec = Recorder()
         self.http: HttpInbox | None = HttpInbox(self.rec, http_statuses, http_delay) if "http" in self.inboxes else None
-        self.coap: CoapInbox | None = CoapInbox(self.rec, coap_codes) if "coap" in self.inboxes else None
+        self.coap: CoapInbox | None = CoapInbox(self.rec, coap_codes, coap_delay) if "coap" in self.inboxes else None
         self.mqtt: MqttClient | None = None
         if "mqtt" in self.inboxes or proto == "mqtt":
             self.ensure_mqtt()

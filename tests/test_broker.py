@@ -834,6 +834,19 @@ def test_coap_slow_answer_is_acked_at_once_and_sent_separately(env, fleet):
     assert_exactly_once(receiver, later, "http")
 
 
+def test_coap_delivery_waits_for_a_separate_response(env, fleet):
+    """A CoAP receiver that ACKs a delivery at once and answers 2.5 s later
+    (RFC 7252 §5.2.2; aiocoap's server does so for any slow resource): the
+    delivery waits for that answer instead of sending the message again or
+    giving up, so the receiver gets it once and the sender a plain 202."""
+    sender = fleet["http"][0]
+    receiver = env.aas("coap", coap_delay=2.5)
+    receiver.register_ok()
+    msg = app_msg(sender.id, receiver.id)
+    sender.send(msg)
+    assert_exactly_once(receiver, msg, "coap")
+
+
 def test_coap_get_inbox(env, fleet):
     resp = coap_request(env.coap_inbox, b"", method=Code.GET, content_format=None)
     assert resp.code == "4.05", f"GET /i40commu: expected 4.05, got {resp}"

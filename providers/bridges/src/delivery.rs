@@ -33,6 +33,10 @@ const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
 /// CoAP: wait this long for the ACK, then retransmit once (RFC 7252's
 /// ACK_TIMEOUT, shortened: the broker retries with back-off on top).
 const COAP_ACK_TIMEOUT: Duration = Duration::from_millis(1_000);
+/// CoAP: after an empty ACK, wait this long for the separate response
+/// (RFC 7252 §5.2.2), as long as an HTTP delivery may take, without
+/// sending the request again: the receiver has it.
+const COAP_SEPARATE_RESPONSE_TIMEOUT: Duration = HTTP_TIMEOUT;
 
 /// One attempt over `protocol` to `address` in its own terms (an
 /// `http://` or `coap://` URL, an MQTT topic); MQTT publishes through
@@ -128,9 +132,10 @@ pub async fn deliver_coap(href: &str, payload: Vec<u8>) -> Result<(), DeliveryEr
     packet.payload = payload;
     let bytes = packet.to_bytes().map_err(|e| DeliveryError::BadAddress(format!("{href}: {e:?}")))?;
     let mut buf = vec![0u8; 65_536];
+    let mut acked = false;
     for _ in 0..2 {
         socket.send(&bytes).await.map_err(|e| DeliveryError::Unreachable(format!("{href}: {e}")))?;
-        let deadline = tokio::time::Instant::now() + COAP_ACK_TIMEOUT;
+        let mut deadline = tokio::time::Instant::now() + COAP_ACK_TIMEOUT;
         loop {
             let n = match tokio::time::timeout_at(deadline, socket.recv(&mut buf)).await {
                 Err(_) => break,
@@ -142,14 +147,23 @@ pub async fn deliver_coap(href: &str, payload: Vec<u8>) -> Result<(), DeliveryEr
             if !ours {
                 continue;
             }
-            match answer.header.code {
-                // An empty ACK: the response follows separately.
-                MessageClass::Empty => continue,
-                MessageClass::Response(status) => {
-                    if answer.header.get_type() == MessageType::Confirmable {
+            match (answer.header.code, answer.header.get_type()) {
+                (MessageClass::Empty, MessageType::Reset) => {
+                    return Err(DeliveryError::Rejected(format!("{href} reset the message")));
+                }
+                // An empty ACK: the receiver has the message and answers
+                // separately; no retransmission from here on.
+                (MessageClass::Empty, MessageType::Acknowledgement) if !acked => {
+                    acked = true;
+                    deadline = tokio::time::Instant::now() + COAP_SEPARATE_RESPONSE_TIMEOUT;
+                }
+                (MessageClass::Response(status), kind) => {
+                    if kind == MessageType::Confirmable {
                         let mut ack = Packet::new();
                         ack.header.set_version(1);
                         ack.header.set_type(MessageType::Acknowledgement);
+                        // Packet::new() is a GET; an ACK is the empty code.
+                        ack.header.code = MessageClass::Empty;
                         ack.header.message_id = answer.header.message_id;
                         if let Ok(b) = ack.to_bytes() {
                             let _ = socket.send(&b).await;
@@ -162,8 +176,13 @@ pub async fn deliver_coap(href: &str, payload: Vec<u8>) -> Result<(), DeliveryEr
                         Err(DeliveryError::Rejected(format!("{href} answered CoAP {}.{:02}", code >> 5, code & 0x1f)))
                     };
                 }
-                _ => continue,
+                _ => {}
             }
+        }
+        if acked {
+            return Err(DeliveryError::Unreachable(format!(
+                "{href}: acknowledged, but no separate response within {COAP_SEPARATE_RESPONSE_TIMEOUT:?}"
+            )));
         }
     }
     Err(DeliveryError::Unreachable(format!("{href}: no CoAP answer")))
@@ -183,6 +202,79 @@ pub async fn deliver_mqtt(client: Option<&rumqttc::AsyncClient>, topic: &str, pa
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A CoAP receiver on a real socket that answers the first datagram it
+    /// gets with what `answer` makes of it, and returns every datagram it
+    /// got until `quiet` passes without one.
+    async fn receiver(
+        answer: impl Fn(&Packet) -> Vec<(Duration, Packet)> + Send + 'static,
+        quiet: Duration,
+    ) -> (String, tokio::task::JoinHandle<Vec<Packet>>) {
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        let href = format!("coap://{}/i40commu", socket.local_addr().expect("address"));
+        let task = tokio::spawn(async move {
+            let mut got = Vec::new();
+            let mut buf = vec![0u8; 65_536];
+            while let Ok(Ok((n, peer))) = tokio::time::timeout(quiet, socket.recv_from(&mut buf)).await {
+                let packet = Packet::from_bytes(&buf[..n]).expect("CoAP");
+                if got.is_empty() {
+                    for (after, reply) in answer(&packet) {
+                        tokio::time::sleep(after).await;
+                        socket.send_to(&reply.to_bytes().expect("encodes"), peer).await.expect("send");
+                    }
+                }
+                got.push(packet);
+            }
+            got
+        });
+        (href, task)
+    }
+
+    fn reply(to: &Packet, kind: MessageType, code: MessageClass, message_id: u16, token: bool) -> Packet {
+        let mut p = Packet::new();
+        p.header.set_version(1);
+        p.header.set_type(kind);
+        p.header.code = code;
+        p.header.message_id = message_id;
+        if token {
+            p.set_token(to.get_token().to_vec());
+        }
+        p
+    }
+
+    #[tokio::test]
+    async fn coap_delivery_waits_for_a_separate_response_without_retransmitting() {
+        // Empty ACK at once, the 2.04 as a CON message 1.5 s later: past the
+        // 1 s after which an unacknowledged request would be sent again.
+        let (href, task) = receiver(
+            |req| {
+                vec![
+                    (Duration::ZERO, reply(req, MessageType::Acknowledgement, MessageClass::Empty, req.header.message_id, false)),
+                    (
+                        Duration::from_millis(1_500),
+                        reply(req, MessageType::Confirmable, MessageClass::Response(coap_lite::ResponseType::Changed), 4242, true),
+                    ),
+                ]
+            },
+            Duration::from_millis(500),
+        )
+        .await;
+        deliver_coap(&href, b"{}".to_vec()).await.expect("delivered");
+        let got = task.await.expect("receiver");
+        assert_eq!(got.len(), 2, "the request once, then the ACK of the separate response: {got:?}");
+        assert_eq!(got[0].header.code, MessageClass::Request(RequestType::Post));
+        assert_eq!((got[1].header.get_type(), got[1].header.code, got[1].header.message_id), (MessageType::Acknowledgement, MessageClass::Empty, 4242));
+    }
+
+    #[tokio::test]
+    async fn coap_delivery_reset_by_the_receiver_is_rejected() {
+        let (href, task) =
+            receiver(|req| vec![(Duration::ZERO, reply(req, MessageType::Reset, MessageClass::Empty, req.header.message_id, false))], Duration::from_millis(300))
+                .await;
+        let outcome = deliver_coap(&href, b"{}".to_vec()).await;
+        assert!(matches!(outcome, Err(DeliveryError::Rejected(_))), "{outcome:?}");
+        assert_eq!(task.await.expect("receiver").len(), 1, "not sent again after a reset");
+    }
 
     #[test]
     fn coap_addresses_parse() {
