@@ -47,27 +47,59 @@ ready() {
     (cd "$root/tests" && "$venv/bin/python" lattice_ready.py "$3" "$4")
 }
 
+# After a failed test run: what wadm thinks is deployed, and the hosts' own
+# latest log lines (backtrace frames left out), so that a red run says more
+# than the assertion.
+diagnose() {
+  log "tests failed; wash app status and the hosts' last log lines follow"
+  "$lattice" wash app status twinlattice >&2 || true
+  for f in "$TWINLATTICE_LATTICE_DIR"/logs/host-*.log; do
+    [ -f "$f" ] || continue
+    echo "--- $f" >&2
+    sed 's/\x1b\[[0-9;]*m//g' "$f" | grep -vE '^\s+([0-9]+: |at )|^\s*$' | tail -40 >&2
+  done
+  return 1
+}
+
+# every_site_ready URL TWINS_URL COAP_URL MQTT_PORT [URL …]: `ready` for each site.
+every_site_ready() {
+  while [ $# -gt 0 ]; do
+    ready "$1" "$2" "$3" "$4" || return 1
+    shift 4
+  done
+}
+
+# wadm reports the application deployed (every scaler reconciled).
+wadm_deployed() {
+  "$lattice" wash app status twinlattice 2>/dev/null | grep -qE '^twinlattice@\S* +- +Deployed'
+}
+
 # deploy MANIFEST then, per site, URL TWINS_URL COAP_URL MQTT_PORT: wash app
-# deploy and wait until every site is ready.
+# deploy and wait until the application is steady: wadm reports it deployed
+# and every site answers, on two checks a second apart (wadm may still be
+# putting links or moving instances when the first requests are answered,
+# and a test started then can meet a site in between).
 deploy() {
   local manifest="$1"; shift
   local started; started=$(date +%s%N)
   "$lattice" wash app deploy "$manifest"
-  while [ $# -gt 0 ]; do
-    local ok=""
-    for _ in $(seq 1 600); do
-      if ready "$1" "$2" "$3" "$4"; then ok=1; break; fi
+  local deadline=$(( $(date +%s) + 120 )) first="" steady=0
+  while [ "$steady" -lt 2 ]; do
+    if every_site_ready "$@" && { [ -n "$first" ] || first=$(( ($(date +%s%N) - started) / 1000000 )); } && wadm_deployed; then
+      steady=$(( steady + 1 ))
+      [ "$steady" -lt 2 ] && sleep 1
+    else
+      steady=0
       sleep 0.1
-    done
-    [ -n "$ok" ] || {
-      log "the application did not answer on $1, $2, $3 and MQTT port $4; wash app status:"
+    fi
+    [ "$(date +%s)" -lt "$deadline" ] || {
+      log "the application did not become ready on every site ($*) within 120 s; wash app status:"
       "$lattice" wash app status twinlattice || true
       tail -50 "$TWINLATTICE_LATTICE_DIR"/logs/host-*.log >&2
       exit 1
     }
-    shift 4
   done
-  log "deployed; first answered requests that read the store $(( ($(date +%s%N) - started) / 1000000 )) ms after wash app deploy began"
+  log "deployed; first answered requests that read the store ${first} ms after wash app deploy began; steady after $(( ($(date +%s%N) - started) / 1000000 )) ms"
 }
 
 site_a=("http://127.0.0.1:$TWINLATTICE_LATTICE_HTTP_PORT" "http://127.0.0.1:$TWINLATTICE_LATTICE_TWINS_PORT"
@@ -87,7 +119,7 @@ deploy "$manifest" "${site_a[@]}" "$TWINLATTICE_LATTICE_MQTT_PORT"
 TWINLATTICE_TEST_LATTICE_MQTT_PORT="$TWINLATTICE_LATTICE_MQTT_PORT" "$venv/bin/python" -m pytest -q -p no:cacheprovider \
   "$root/tests/test_aas_registry.py" "$root/tests/test_ric_routes.py" "$root/tests/test_errors.py" \
   "$root/tests/test_paging.py" "$root"/tests/test_twins_*.py "$root/tests/test_broker.py" \
-  "$root/tests/test_lattice_ops.py" "$@"
+  "$root/tests/test_lattice_ops.py" "$@" || diagnose
 
 # Phase 2: two sites (hosts site=a and site=b), the manifest's multi-site
 # form (scripts/sites.py: site b's ports are site a's + 10) with one outside
@@ -105,4 +137,4 @@ site_b=("http://127.0.0.1:$((TWINLATTICE_LATTICE_HTTP_PORT + 10))" "http://127.0
 deploy "$manifest" "${site_a[@]}" "$mqtt_port" "${site_b[@]}" "$mqtt_port"
 TWINLATTICE_TEST_LATTICE_MQTT_PORT="$mqtt_port" TWINLATTICE_TEST_SITE_B_URL="${site_b[0]}" \
   TWINLATTICE_TEST_SITE_B_COAP_URL="${site_b[2]}" "$venv/bin/python" -m pytest -q -s -p no:cacheprovider \
-  "$root/tests/test_lattice_sites.py" "$@"
+  "$root/tests/test_lattice_sites.py" "$@" || diagnose
