@@ -79,8 +79,8 @@ impl Incoming {
         }
     }
 
-    /// Path and query, still percent-encoded. Taken out rather than copied:
-    /// a second call finds it empty.
+    /// Path and query, still percent-encoded. A typed request's target is
+    /// taken out rather than copied, so call this once per request.
     pub fn take_target(&mut self) -> String {
         match self {
             Incoming::Whole(r) => std::mem::take(&mut r.target),

@@ -219,13 +219,12 @@ fn malformed_answer(datagram: &[u8]) -> Option<Packet> {
         return None;
     }
     let message_id = u16::from_be_bytes([datagram[2], datagram[3]]);
-    let kind = (datagram[0] >> 4) & 0x3;
     let token_len = usize::from(datagram[0] & 0x0f);
     let mut packet = Packet::new();
     packet.header.set_version(1);
     packet.header.message_id = message_id;
     if request_message_id(datagram).is_some() {
-        packet.header.set_type(if kind == 0 { MessageType::Acknowledgement } else { MessageType::NonConfirmable });
+        packet.header.set_type(if is_confirmable(datagram) { MessageType::Acknowledgement } else { MessageType::NonConfirmable });
         packet.header.code = MessageClass::Response(ResponseType::BadRequest);
         // A truncated token is left out: the piggy-backed ACK still matches
         // by message id.

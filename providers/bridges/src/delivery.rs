@@ -6,6 +6,7 @@
 //!   any 2.xx succeeds.
 //! - MQTT: publish with QoS 1.
 
+use crate::coap_separate::empty_ack;
 use crate::inbox::Protocol;
 use bytes::Bytes;
 use coap_lite::{CoapOption, ContentFormat, MessageClass, MessageType, Packet, RequestType};
@@ -159,15 +160,7 @@ pub async fn deliver_coap(href: &str, payload: Vec<u8>) -> Result<(), DeliveryEr
                 }
                 (MessageClass::Response(status), kind) => {
                     if kind == MessageType::Confirmable {
-                        let mut ack = Packet::new();
-                        ack.header.set_version(1);
-                        ack.header.set_type(MessageType::Acknowledgement);
-                        // Packet::new() is a GET; an ACK is the empty code.
-                        ack.header.code = MessageClass::Empty;
-                        ack.header.message_id = answer.header.message_id;
-                        if let Ok(b) = ack.to_bytes() {
-                            let _ = socket.send(&b).await;
-                        }
+                        let _ = socket.send(&empty_ack(answer.header.message_id)).await;
                     }
                     let code = u8::from(MessageClass::Response(status));
                     return if code >> 5 == 2 {
