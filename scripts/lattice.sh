@@ -16,7 +16,8 @@
 #   scripts/lattice.sh manifest [--sites a,b --mqtt HOST:PORT] [FILE]
 #                                       wadm.yaml with file:// paths to this machine's builds
 #                                       (and TWINLATTICE_LATTICE_HTTP_PORT/_TWINS_PORT/
-#                                       _COAP_PORT/_MQTT_PORT); --sites: spread over hosts
+#                                       _COAP_PORT/_MQTT_PORT, the bridges' delivery_allow
+#                                       from TWINLATTICE_LATTICE_DELIVERY_ALLOW); --sites: spread over hosts
 #                                       labelled site=a, site=b (scripts/sites.py)
 #
 # State (logs, pids, the JetStream store) lives in $TWINLATTICE_LATTICE_DIR
@@ -159,7 +160,8 @@ manifest() {
       -e "s#127.0.0.1:9021#127.0.0.1:${TWINLATTICE_LATTICE_HTTP_PORT:-9021}#g" \
       -e "s#127.0.0.1:9022#127.0.0.1:${TWINLATTICE_LATTICE_TWINS_PORT:-9022}#g" \
       -e "s#127.0.0.1:5683#127.0.0.1:${TWINLATTICE_LATTICE_COAP_PORT:-5683}#g" \
-      -e "s#127.0.0.1:1883#127.0.0.1:${TWINLATTICE_LATTICE_MQTT_PORT:-1883}#g" "${file:-$root/wadm.yaml}")"
+      -e "s#127.0.0.1:1883#127.0.0.1:${TWINLATTICE_LATTICE_MQTT_PORT:-1883}#g" \
+      -e "s#^\([[:space:]]*delivery_allow: \).*#\1\"${TWINLATTICE_LATTICE_DELIVERY_ALLOW:-}\"#" "${file:-$root/wadm.yaml}")"
   if [ -z "$sites" ]; then
     printf '%s\n' "$rendered"
   else

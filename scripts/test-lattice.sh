@@ -23,6 +23,9 @@ export TWINLATTICE_LATTICE_HTTP_PORT="${TWINLATTICE_LATTICE_HTTP_PORT:-9321}"
 export TWINLATTICE_LATTICE_TWINS_PORT="${TWINLATTICE_LATTICE_TWINS_PORT:-9322}"
 export TWINLATTICE_LATTICE_COAP_PORT="${TWINLATTICE_LATTICE_COAP_PORT:-9323}"
 export TWINLATTICE_LATTICE_MQTT_PORT="${TWINLATTICE_LATTICE_MQTT_PORT:-9324}"
+# The test peers (receivers of deliveries) listen on 127.0.0.1, which the
+# bridges refuse to deliver to unless allowed.
+export TWINLATTICE_LATTICE_DELIVERY_ALLOW="${TWINLATTICE_LATTICE_DELIVERY_ALLOW:-127.0.0.0/8}"
 "$lattice" setup
 # The twin API tests make their accounts with the CLI (`account create --lattice`).
 cargo build --release --locked --manifest-path "$root/Cargo.toml" --target-dir "$TWINLATTICE_TARGET_DIR" -p twinlattice >&2

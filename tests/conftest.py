@@ -142,8 +142,14 @@ class Server:
             cmd += ["--admin-port", "0"]
         # The embedded MQTT broker (started when no --mqtt-host is given)
         # gets a free port too.
-        if not any(a.startswith(("--mqtt", "--embedded-mqtt")) for a in self.extra_args):
+        if not any(a.startswith(("--mqtt-host", "--mqtt-port", "--embedded-mqtt")) for a in self.extra_args):
             cmd += ["--mqtt-port", "0"]
+        # The test peers that receive deliveries listen on 127.0.0.1, which
+        # deliveries may reach only when allowed (a test that wants the
+        # default passes its own `--delivery-allow=`).
+        if (not any(a.startswith("--delivery-allow") for a in self.extra_args)
+                and "TWINLATTICE_DELIVERY_ALLOW" not in self.env_overrides):
+            cmd += ["--delivery-allow", "127.0.0.0/8"]
         return cmd
 
     def start(self) -> "Server":

@@ -243,6 +243,9 @@ fn init_logging(filter: &str, format: LogFormat) {
     let mut filter = if filter.contains("rumqttd") { filter.to_string() } else { format!("{filter},rumqttd=off") };
     // The NATS client of `--lattice` says "event: connected" at info.
     if !filter.contains("async_nats") {
+
+    #[command(flatten)]
+    bridges: settings::BridgeArgs,
         filter.push_str(",async_nats=warn");
     }
     let filter = tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));

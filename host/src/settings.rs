@@ -3,6 +3,7 @@
 //! that order of precedence.
 
 use std::path::{Path, PathBuf};
+use twinlattice_bridges::address_policy::{self, Cidr};
 
 /// Read `NAME=value` lines of `file` into the environment, without
 /// overriding variables that are already set. `#` starts a comment.
@@ -88,6 +89,32 @@ pub fn worker_threads(requested: usize) -> usize {
     }
 }
 
+/// Settings of the broker's bridges: where deliveries may go and where the
+/// embedded MQTT broker listens (`#[command(flatten)]` into `serve`'s).
+#[derive(clap::Args, Debug, Clone)]
+pub struct BridgeArgs {
+    /// Networks deliveries may reach although they are loopback, link-local,
+    /// unspecified, multicast or broadcast, which are refused otherwise
+    /// (other addresses are always allowed): comma-separated CIDRs, e.g.
+    /// `127.0.0.0/8,::1`. This host's own HTTP, admin and CoAP ports stay
+    /// refused.
+    #[arg(long, env = "TWINLATTICE_DELIVERY_ALLOW", value_name = "CIDR,…", default_value = "", value_parser = parse_delivery_allow)]
+    pub delivery_allow: DeliveryAllow,
+
+    /// Address the embedded MQTT broker binds to (its port is --mqtt-port);
+    /// it has no authentication, so it stays local unless asked.
+    #[arg(long, env = "TWINLATTICE_MQTT_BIND", default_value = "127.0.0.1")]
+    pub mqtt_bind: String,
+}
+
+/// The parsed `--delivery-allow` list.
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryAllow(pub Vec<Cidr>);
+
+fn parse_delivery_allow(text: &str) -> Result<DeliveryAllow, address_policy::CidrError> {
+    address_policy::parse_list(text).map(DeliveryAllow)
+}
+
 #[cfg(test)]
 mod tests {
     use super::worker_threads;
@@ -97,5 +124,14 @@ mod tests {
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         assert_eq!(worker_threads(0), 3 * cpus);
         assert_eq!(worker_threads(3), 3);
+    }
+
+    #[test]
+    fn delivery_allow_parses_a_list_and_names_a_bad_entry() {
+        let list = super::parse_delivery_allow("127.0.0.0/8, ::1").expect("valid");
+        assert_eq!(list.0.len(), 2);
+        assert!(super::parse_delivery_allow("").expect("empty is valid").0.is_empty());
+        let e = super::parse_delivery_allow("127.0.0.0/8,localhost").expect_err("not a CIDR");
+        assert!(e.to_string().contains("localhost"), "{e}");
     }
 }

@@ -98,6 +98,11 @@ pub fn start_host(data: &Path, cache: Option<&Path>, fsync: bool, extra: &[&str]
         .args(["--fsync", if fsync { "true" } else { "false" }])
         .args(extra)
         .env("TWINLATTICE_LOG", "warn")
+    // The benches' receivers listen on 127.0.0.1, which deliveries may
+    // reach only when allowed.
+    if !extra.iter().any(|a| a.starts_with("--delivery-allow")) {
+        command.args(["--delivery-allow", "127.0.0.0/8"]);
+    }
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()?;

@@ -7,10 +7,12 @@ use std::sync::Arc;
 use twinlattice_bridges::{delivery, inbox as bridges};
 use wasmtime::component::{HasData, Linker};
 
-/// What delivery needs from the host: the MQTT bridge's client, if any.
+/// What delivery needs from the host: the MQTT bridge's client, if any, and
+/// which addresses deliveries may reach.
 #[derive(Default)]
 pub struct OutboundCtx {
     pub mqtt: Option<rumqttc::AsyncClient>,
+    pub policy: twinlattice_bridges::address_policy::AddressPolicy,
 }
 
 pub struct OutboundView<'a> {
@@ -25,7 +27,7 @@ impl outbound::Host for OutboundView<'_> {
             Protocol::Coap => bridges::Protocol::Coap,
             Protocol::Mqtt => bridges::Protocol::Mqtt,
         };
-        Ok(delivery::deliver(protocol, &to.address, payload, ctx.mqtt.as_ref()).await.map_err(|e| match e {
+        Ok(delivery::deliver(protocol, &to.address, payload, ctx.mqtt.as_ref(), &ctx.policy).await.map_err(|e| match e {
             delivery::DeliveryError::Unreachable(s) => DeliveryError::Unreachable(s),
             delivery::DeliveryError::Rejected(s) => DeliveryError::Rejected(s),
             delivery::DeliveryError::BadAddress(s) => DeliveryError::BadAddress(s),

@@ -32,17 +32,35 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
     config.extend(settings::component_config_from_env());
 
     // The MQTT broker: the configured one, else an embedded one, else none.
+    let mut own_tcp_ports = Vec::new();
     let broker_addr: Option<(String, u16)> = match (&args.mqtt_host, args.embedded_mqtt) {
         (Some(host), _) => Some((host.clone(), args.mqtt_port)),
         (None, true) => {
-            let addr = bridges::embedded_mqtt::start(&args.host, args.mqtt_port)?;
+            let addr = bridges::embedded_mqtt::start(&args.bridges.mqtt_bind, args.mqtt_port, args.max_body_bytes)?;
             say(format!("twinlattice mqtt broker (embedded) listening on mqtt://{addr}"))?;
+            own_tcp_ports.push(addr.port());
             Some((addr.ip().to_string(), addr.port()))
         }
         (None, false) => None,
     };
-    let mqtt = broker_addr.as_ref().map(|(host, port)| bridges::mqtt::Connections::new(host, *port));
-    let outbound = Arc::new(OutboundCtx { mqtt: mqtt.as_ref().map(bridges::mqtt::Connections::outbox) });
+    let mqtt = broker_addr.as_ref().map(|(host, port)| bridges::mqtt::Connections::new(host, *port, args.max_body_bytes));
+
+    // Bound before the runtime starts: deliveries must know this host's own
+    // ports, which none may go to (bridges::address_policy).
+    let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
+        .await
+        .with_context(|| format!("cannot listen on {}:{}", args.host, args.port))?;
+    let addr = listener.local_addr()?;
+    let coap = tokio::net::UdpSocket::bind((args.coap_host.as_str(), args.coap_port))
+        .await
+        .with_context(|| format!("cannot listen for CoAP on {}:{}", args.coap_host, args.coap_port))?;
+    let admin = tokio::net::TcpListener::bind(("127.0.0.1", args.admin_port))
+        .await
+        .with_context(|| format!("cannot listen for admin requests on 127.0.0.1:{}", args.admin_port))?;
+    own_tcp_ports.extend([addr.port(), admin.local_addr()?.port()]);
+    let policy = bridges::address_policy::AddressPolicy::new(args.bridges.delivery_allow.0.clone())
+        .with_own_ports(&own_tcp_ports, &[coap.local_addr()?.port()]);
+    let outbound = Arc::new(OutboundCtx { mqtt: mqtt.as_ref().map(bridges::mqtt::Connections::outbox), policy });
     let options = RuntimeOptions {
         components_dir: args.runtime.components_dir.clone(),
         data_dir: args.data_dir.clone(),
@@ -56,21 +74,12 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
     };
     let runtime = Arc::new(Runtime::start(&options).await?);
 
-    let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
-        .await
-        .with_context(|| format!("cannot listen on {}:{}", args.host, args.port))?;
-    let addr = listener.local_addr()?;
     say(format!("twinlattice http listening on http://{addr}"))?;
 
-    let coap = tokio::net::UdpSocket::bind((args.coap_host.as_str(), args.coap_port))
-        .await
-        .with_context(|| format!("cannot listen for CoAP on {}:{}", args.coap_host, args.coap_port))?;
     say(format!("twinlattice coap listening on coap://{}", coap.local_addr()?))?;
-    tokio::spawn(bridges::coap::serve(runtime.clone(), coap));
+    let coap_limits = bridges::coap_block1::Limits::new(args.max_body_bytes);
+    tokio::spawn(bridges::coap::serve(runtime.clone(), coap, coap_limits));
 
-    let admin = tokio::net::TcpListener::bind(("127.0.0.1", args.admin_port))
-        .await
-        .with_context(|| format!("cannot listen for admin requests on 127.0.0.1:{}", args.admin_port))?;
     say(format!("twinlattice admin listening on http://{}", admin.local_addr()?))?;
     tokio::spawn(crate::admin::serve(runtime.clone(), admin));
 

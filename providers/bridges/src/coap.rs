@@ -9,12 +9,16 @@
 //! peer, same message id) gets the first copy's answer and is not routed
 //! again (`coap_exchanges`). A confirmable request not answered within a
 //! second gets an empty ACK and its answer later, as a separate response
-//! (`coap_separate`).
+//! (`coap_separate`). Large requests come in as Block1 pieces, reassembled
+//! within bounds (`coap_block1`: 4.13 over `--max-body-bytes`, 5.03 when
+//! too many transfers are under way); method and path are checked before
+//! anything is buffered.
 
+use crate::coap_block1::{Block, Block1Error, Limits, Progress, Reassembler};
 use crate::coap_exchanges::{Answer, AnswerOf, Exchanges, Pending, Seen, CAPACITY, EXCHANGE_LIFETIME};
 use crate::coap_separate::{empty_ack, is_confirmable, Confirmations, SEPARATE_AFTER};
 use crate::inbox::{Inbox, Outcome, Protocol};
-use coap_lite::{BlockHandler, BlockHandlerConfig, CoapRequest, ContentFormat, MessageClass, MessageType, Packet, RequestType, ResponseType};
+use coap_lite::{BlockHandler, BlockHandlerConfig, CoapOption, CoapRequest, ContentFormat, MessageClass, MessageType, Packet, RequestType, ResponseType};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -23,12 +27,23 @@ use tokio::net::UdpSocket;
 
 /// Block-wise transfer state (RFC 7959), shared by all requests: answers
 /// larger than one datagram (1,152 bytes, RFC 7252's default) go out in
-/// Block2 pieces, large requests come in as Block1 pieces.
-type Blocks = Arc<Mutex<BlockHandler<SocketAddr>>>;
+/// Block2 pieces (coap-lite's handler), large requests come in as Block1
+/// pieces (our bounded reassembler; coap-lite's has no bounds).
+struct Blocks {
+    block2: Mutex<BlockHandler<SocketAddr>>,
+    block1: Mutex<Reassembler>,
+    max_body_bytes: usize,
+}
 
-pub async fn serve(inbox: Arc<dyn Inbox>, socket: UdpSocket) {
+/// Serve the CoAP inbox on `socket`; request bodies (whole or reassembled)
+/// may be at most `limits.max_body_bytes`.
+pub async fn serve(inbox: Arc<dyn Inbox>, socket: UdpSocket, limits: Limits) {
     let socket = Arc::new(socket);
-    let blocks: Blocks = Arc::new(Mutex::new(BlockHandler::new(BlockHandlerConfig::default())));
+    let blocks = Arc::new(Blocks {
+        block2: Mutex::new(BlockHandler::new(BlockHandlerConfig::default())),
+        block1: Mutex::new(Reassembler::new(limits)),
+        max_body_bytes: limits.max_body_bytes,
+    });
     let exchanges = Arc::new(Exchanges::new(EXCHANGE_LIFETIME, CAPACITY));
     let confirmations = Arc::new(Confirmations::new());
     let mut buf = vec![0u8; 65_536];
@@ -133,8 +148,8 @@ fn request_message_id(datagram: &[u8]) -> Option<u16> {
     is_request.then(|| u16::from_be_bytes([datagram[2], datagram[3]]))
 }
 
-fn lock(blocks: &Blocks) -> std::sync::MutexGuard<'_, BlockHandler<SocketAddr>> {
-    blocks.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Fill the request's response.
@@ -171,7 +186,51 @@ async fn handle(inbox: &dyn Inbox, blocks: &Blocks, datagram: &[u8], peer: Socke
         _ => return None,
     }
     let mut request = CoapRequest::from_packet(packet, peer);
-    match lock(blocks).intercept_request(&mut request) {
+    // Method and path first: nothing is buffered for a request the inbox
+    // would not take.
+    if let Some((status, why)) = misdirected(&request.message) {
+        answer(&mut request, status, why.as_bytes().to_vec(), false);
+        return request.response.map(|r| r.message);
+    }
+    let mut block1_answer = None;
+    if let Some(value) = request.message.get_first_option(CoapOption::Block1).cloned() {
+        let Some(block) = Block::parse(&value) else {
+            answer(&mut request, ResponseType::BadRequest, b"malformed Block1 option".to_vec(), false);
+            return request.response.map(|r| r.message);
+        };
+        let size1 = request.message.get_first_option(CoapOption::Size1).map(|v| v.iter().fold(0u64, |n, b| (n << 8) | u64::from(*b)));
+        let progress = lock(&blocks.block1).block(peer, block, size1, &request.message.payload, Instant::now());
+        match progress {
+            Ok(Progress::Continue(block)) => {
+                answer(&mut request, ResponseType::Continue, Vec::new(), false);
+                set_block1(&mut request, block);
+                return request.response.map(|r| r.message);
+            }
+            Ok(Progress::Complete { body, block }) => {
+                request.message.clear_option(CoapOption::Block1);
+                request.message.clear_option(CoapOption::Size1);
+                request.message.payload = body;
+                block1_answer = Some(block);
+            }
+            Err(e) => {
+                refuse_block(&mut request, peer, &e, blocks.max_body_bytes);
+                return request.response.map(|r| r.message);
+            }
+        }
+    } else if request.message.payload.len() > blocks.max_body_bytes {
+        let e = Block1Error::TooLarge { max: blocks.max_body_bytes };
+        refuse_block(&mut request, peer, &e, blocks.max_body_bytes);
+        return request.response.map(|r| r.message);
+    }
+    // coap-lite's handler for Block2 (and the size negotiation of requests
+    // that came in one datagram); a reassembled body is not shown to it, or
+    // it would ask for it again block-wise.
+    let body = block1_answer.is_some().then(|| std::mem::take(&mut request.message.payload));
+    let intercepted = lock(&blocks.block2).intercept_request(&mut request);
+    if let Some(body) = body {
+        request.message.payload = body;
+    }
+    match intercepted {
         Ok(true) => return request.response.map(|r| r.message),
         Ok(false) => {}
         Err(e) => {
@@ -180,19 +239,58 @@ async fn handle(inbox: &dyn Inbox, blocks: &Blocks, datagram: &[u8], peer: Socke
         }
     }
     process(inbox, &mut request, peer).await;
-    if let Err(e) = lock(blocks).intercept_response(&mut request) {
+    if let Err(e) = lock(&blocks.block2).intercept_response(&mut request) {
         request.apply_from_error(e);
+    }
+    if let Some(block) = block1_answer {
+        set_block1(&mut request, block);
     }
     request.response.map(|r| r.message)
 }
 
+/// The answer for a request to another path or with another method than
+/// `POST /i40commu`, if it is one.
+fn misdirected(packet: &Packet) -> Option<(ResponseType, &'static str)> {
+    if path_of(packet) != "i40commu" {
+        return Some((ResponseType::NotFound, "no such resource; POST to /i40commu"));
+    }
+    if packet.header.code != MessageClass::Request(RequestType::Post) {
+        return Some((ResponseType::MethodNotAllowed, "POST only"));
+    }
+    None
+}
+
+fn set_block1(request: &mut CoapRequest<SocketAddr>, block: Block) {
+    if let Some(response) = request.response.as_mut() {
+        response.message.clear_option(CoapOption::Block1);
+        response.message.add_option(CoapOption::Block1, block.encode());
+    }
+}
+
+/// Answer a refused block in CoAP's terms: 4.13 (with Size1, the largest
+/// body taken), 5.03, 4.08 or 4.00.
+fn refuse_block(request: &mut CoapRequest<SocketAddr>, peer: SocketAddr, e: &Block1Error, max_body_bytes: usize) {
+    let status = match e {
+        Block1Error::TooLarge { .. } => ResponseType::RequestEntityTooLarge,
+        Block1Error::TooManyTransfers { .. } => ResponseType::ServiceUnavailable,
+        Block1Error::Incomplete { .. } => ResponseType::RequestEntityIncomplete,
+        _ => ResponseType::BadRequest,
+    };
+    match e {
+        Block1Error::TooLarge { .. } | Block1Error::TooManyTransfers { .. } => {
+            tracing::warn!(%peer, error = %e, "CoAP request refused: over a limit")
+        }
+        _ => tracing::info!(%peer, error = %e, "CoAP block refused"),
+    }
+    answer(request, status, e.to_string().into_bytes(), false);
+    if let (Block1Error::TooLarge { .. }, Some(response)) = (e, request.response.as_mut()) {
+        let max = u32::try_from(max_body_bytes).unwrap_or(u32::MAX).to_be_bytes();
+        let skip = max.iter().take(3).take_while(|b| **b == 0).count();
+        response.message.add_option(CoapOption::Size1, max[skip..].to_vec());
+    }
+}
+
 async fn process(inbox: &dyn Inbox, request: &mut CoapRequest<SocketAddr>, peer: SocketAddr) {
-    if path_of(&request.message) != "i40commu" {
-        return answer(request, ResponseType::NotFound, b"no such resource; POST to /i40commu".to_vec(), false);
-    }
-    if request.message.header.code != MessageClass::Request(RequestType::Post) {
-        return answer(request, ResponseType::MethodNotAllowed, b"POST only".to_vec(), false);
-    }
     let Ok(message) = String::from_utf8(request.message.payload.clone()) else {
         return answer(request, ResponseType::BadRequest, b"the payload is not UTF-8 JSON".to_vec(), false);
     };

@@ -5,13 +5,22 @@
 //! - CoAP: confirmable POST with Content-Format 50, retransmitted once;
 //!   any 2.xx succeeds.
 //! - MQTT: publish with QoS 1.
+//!
+//! HTTP and CoAP addresses go through the [`AddressPolicy`] first: the host
+//! name is resolved once, every address it resolves to is checked, and the
+//! delivery connects to a checked address (never resolving again, so DNS
+//! rebinding cannot swap in another). A refused address is a
+//! `BadAddress` (retrying cannot help), which the broker answers its
+//! sender with an I4.0 error message for.
 
+use crate::address_policy::{AddressPolicy, Transport};
 use crate::coap_separate::empty_ack;
 use crate::inbox::Protocol;
 use bytes::Bytes;
 use coap_lite::{CoapOption, ContentFormat, MessageClass, MessageType, Packet, RequestType};
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::rt::TokioIo;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::Duration;
 
@@ -38,19 +47,24 @@ const COAP_ACK_TIMEOUT: Duration = Duration::from_millis(1_000);
 /// (RFC 7252 §5.2.2), as long as an HTTP delivery may take, without
 /// sending the request again: the receiver has it.
 const COAP_SEPARATE_RESPONSE_TIMEOUT: Duration = HTTP_TIMEOUT;
+/// How much of a receiver's HTTP answer is read: only its status matters,
+/// and a receiver must not be able to fill memory with its body.
+pub const MAX_RESPONSE_BODY_BYTES: usize = 64 * 1024;
 
 /// One attempt over `protocol` to `address` in its own terms (an
 /// `http://` or `coap://` URL, an MQTT topic); MQTT publishes through
 /// `mqtt`, the bridge's outbox connection.
+/// `policy` decides which HTTP and CoAP addresses may be reached.
 pub async fn deliver(
     protocol: Protocol,
     address: &str,
     payload: Vec<u8>,
     mqtt: Option<&rumqttc::AsyncClient>,
+    policy: &AddressPolicy,
 ) -> Result<(), DeliveryError> {
     let result = match protocol {
-        Protocol::Http => deliver_http(address, payload).await,
-        Protocol::Coap => deliver_coap(address, payload).await,
+        Protocol::Http => deliver_http(address, payload, policy).await,
+        Protocol::Coap => deliver_coap(address, payload, policy).await,
         Protocol::Mqtt => deliver_mqtt(mqtt, address, payload).await,
     };
     if let Err(e) = &result {
@@ -59,18 +73,59 @@ pub async fn deliver(
     result
 }
 
-pub async fn deliver_http(href: &str, payload: Vec<u8>) -> Result<(), DeliveryError> {
+/// Whether `ip` is one of this host's addresses: it can bind a socket to
+/// it (only asked for one of the host's own ports, so rarely).
+fn is_own_address(ip: IpAddr) -> bool {
+    ip.is_loopback() || ip.is_unspecified() || std::net::UdpSocket::bind((ip, 0)).is_ok()
+}
+
+/// Resolve `host` once and check every address it resolves to: one refused
+/// address refuses the delivery (a name that also points at the admin
+/// endpoint is not a receiver). Returns the checked addresses, to connect to.
+pub async fn resolve_checked(
+    href: &str,
+    host: &str,
+    port: u16,
+    transport: Transport,
+    policy: &AddressPolicy,
+) -> Result<Vec<SocketAddr>, DeliveryError> {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let addresses: Vec<SocketAddr> = match host.parse::<IpAddr>() {
+        Ok(ip) => vec![SocketAddr::new(ip, port)],
+        Err(_) => tokio::net::lookup_host((host, port))
+            .await
+            .map_err(|e| DeliveryError::Unreachable(format!("{href}: cannot resolve {host}: {e}")))?
+            .collect(),
+    };
+    if addresses.is_empty() {
+        return Err(DeliveryError::Unreachable(format!("{href}: {host} resolves to no address")));
+    }
+    for address in &addresses {
+        if let Err(refusal) = policy.check(*address, transport, is_own_address) {
+            tracing::warn!(%href, %address, reason = %refusal, "delivery refused by the address policy");
+            return Err(DeliveryError::BadAddress(format!("{href}: {refusal}")));
+        }
+    }
+    Ok(addresses)
+}
+
+pub async fn deliver_http(href: &str, payload: Vec<u8>, policy: &AddressPolicy) -> Result<(), DeliveryError> {
     let uri: hyper::Uri = href.parse().map_err(|e| DeliveryError::BadAddress(format!("{href}: {e}")))?;
     if uri.scheme_str() != Some("http") {
         return Err(DeliveryError::BadAddress(format!("{href}: only http:// is supported")));
     }
     let host = uri.host().ok_or_else(|| DeliveryError::BadAddress(format!("{href}: no host")))?.to_string();
     let port = uri.port_u16().unwrap_or(80);
+    let deadline = tokio::time::Instant::now() + HTTP_TIMEOUT;
     let attempt = async {
-        let stream = tokio::net::TcpStream::connect((host.as_str(), port))
+        let addresses = resolve_checked(href, &host, port, Transport::Tcp, policy).await?;
+        let stream = tokio::net::TcpStream::connect(&addresses[..])
             .await
             .map_err(|e| DeliveryError::Unreachable(format!("{href}: {e}")))?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
+            // Bounds what hyper buffers of the answer's head and body.
+            .max_buf_size(MAX_RESPONSE_BODY_BYTES)
+            .handshake(TokioIo::new(stream))
             .await
             .map_err(|e| DeliveryError::Unreachable(format!("{href}: {e}")))?;
         tokio::spawn(conn);
@@ -81,17 +136,21 @@ pub async fn deliver_http(href: &str, payload: Vec<u8>) -> Result<(), DeliveryEr
             .body(Full::new(Bytes::from(payload)))
             .map_err(|e| DeliveryError::BadAddress(format!("{href}: {e}")))?;
         let response = sender.send_request(request).await.map_err(|e| DeliveryError::Unreachable(format!("{href}: {e}")))?;
-        let status = response.status();
-        let _ = response.into_body().collect().await;
-        if status.is_success() {
-            Ok(())
-        } else {
-            Err(DeliveryError::Rejected(format!("{href} answered HTTP {status}")))
-        }
+        Ok(response)
     };
-    tokio::time::timeout(HTTP_TIMEOUT, attempt)
+    let response = tokio::time::timeout_at(deadline, attempt)
         .await
-        .unwrap_or_else(|_| Err(DeliveryError::Unreachable(format!("{href}: timed out"))))
+        .unwrap_or_else(|_| Err(DeliveryError::Unreachable(format!("{href}: timed out"))))?;
+    let status = response.status();
+    // Read a bounded part of the body, within the attempt's time, so a
+    // well-behaved receiver finishes its answer; the rest (a receiver
+    // streaming without end) is dropped with the connection.
+    let _ = tokio::time::timeout_at(deadline, Limited::new(response.into_body(), MAX_RESPONSE_BODY_BYTES).collect()).await;
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err(DeliveryError::Rejected(format!("{href} answered HTTP {status}")))
+    }
 }
 
 static COAP_MESSAGE_ID: AtomicU16 = AtomicU16::new(1);
@@ -112,12 +171,17 @@ fn parse_coap(href: &str) -> Result<(String, u16, Vec<String>), DeliveryError> {
     Ok((host.trim_matches(|c| c == '[' || c == ']').to_string(), port, segments))
 }
 
-pub async fn deliver_coap(href: &str, payload: Vec<u8>) -> Result<(), DeliveryError> {
+pub async fn deliver_coap(href: &str, payload: Vec<u8>, policy: &AddressPolicy) -> Result<(), DeliveryError> {
     let (host, port, segments) = parse_coap(href)?;
-    let socket = tokio::net::UdpSocket::bind(if host.contains(':') { "[::]:0" } else { "0.0.0.0:0" })
+    let addresses = tokio::time::timeout(HTTP_TIMEOUT, resolve_checked(href, &host, port, Transport::Udp, policy))
+        .await
+        .unwrap_or_else(|_| Err(DeliveryError::Unreachable(format!("{href}: name resolution timed out"))))?;
+    // UDP has no connection to try: the first checked address it is.
+    let peer = addresses[0];
+    let socket = tokio::net::UdpSocket::bind(if peer.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" })
         .await
         .map_err(|e| DeliveryError::Unreachable(format!("{href}: {e}")))?;
-    socket.connect((host.as_str(), port)).await.map_err(|e| DeliveryError::Unreachable(format!("{href}: {e}")))?;
+    socket.connect(peer).await.map_err(|e| DeliveryError::Unreachable(format!("{href}: {e}")))?;
     let mut packet = Packet::new();
     packet.header.set_version(1);
     packet.header.set_type(MessageType::Confirmable);
@@ -195,6 +259,68 @@ pub async fn deliver_mqtt(client: Option<&rumqttc::AsyncClient>, topic: &str, pa
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::address_policy::{parse_list, Refusal};
+
+    /// The test receivers listen on 127.0.0.1.
+    fn loopback() -> AddressPolicy {
+        AddressPolicy::new(parse_list("127.0.0.0/8").expect("valid"))
+    }
+
+    #[tokio::test]
+    async fn refused_addresses_are_never_contacted() {
+        // A listener that counts connections: none may arrive.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        let accepted = tokio::spawn(async move { tokio::time::timeout(Duration::from_millis(300), listener.accept()).await.is_ok() });
+        let default = AddressPolicy::default();
+        for href in [
+            format!("http://127.0.0.1:{port}/admin/accounts"),
+            format!("http://localhost:{port}/i40commu"),
+            format!("http://[::ffff:127.0.0.1]:{port}/x"),
+            format!("http://0.0.0.0:{port}/x"),
+        ] {
+            let outcome = deliver_http(&href, b"{}".to_vec(), &default).await;
+            assert!(matches!(&outcome, Err(DeliveryError::BadAddress(why)) if why.contains("loopback") || why.contains("unspecified")), "{href}: {outcome:?}");
+        }
+        let own = loopback().with_own_ports(&[port], &[]);
+        let outcome = deliver_http(&format!("http://127.0.0.1:{port}/i40commu"), b"{}".to_vec(), &own).await;
+        assert!(matches!(&outcome, Err(DeliveryError::BadAddress(why)) if why.contains("own")), "{outcome:?}");
+        assert!(!accepted.await.expect("listener"), "a refused delivery connected");
+        let outcome = deliver_coap("coap://127.0.0.1:5999/i40commu", b"{}".to_vec(), &default).await;
+        assert!(matches!(outcome, Err(DeliveryError::BadAddress(_))), "{outcome:?}");
+        let udp_own = loopback().with_own_ports(&[], &[5999]);
+        let outcome = deliver_coap("coap://127.0.0.1:5999/i40commu", b"{}".to_vec(), &udp_own).await;
+        assert!(matches!(outcome, Err(DeliveryError::BadAddress(_))), "{outcome:?}");
+        let refusal = default.check(SocketAddr::from(([127, 0, 0, 1], 1)), Transport::Tcp, is_own_address);
+        assert!(matches!(refusal, Err(Refusal::Reserved { .. })));
+    }
+
+    #[tokio::test]
+    async fn an_endless_http_answer_is_read_only_in_part() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let href = format!("http://{}/i40commu", listener.local_addr().expect("address"));
+        let sent = tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.expect("accept");
+            let mut buf = vec![0u8; 4096];
+            let _ = stream.read(&mut buf).await;
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100000000000\r\n\r\n").await;
+            let block = vec![b'x'; 1 << 20];
+            let mut sent = 0usize;
+            while stream.write_all(&block).await.is_ok() {
+                sent += block.len();
+                if sent > 1 << 30 {
+                    break;
+                }
+            }
+            sent
+        });
+        let started = std::time::Instant::now();
+        deliver_http(&href, b"{}".to_vec(), &loopback()).await.expect("a 200 is a delivery");
+        assert!(started.elapsed() < Duration::from_secs(3), "it waited for the endless body: {:?}", started.elapsed());
+        let sent = sent.await.expect("server");
+        assert!(sent < 64 << 20, "read {sent} bytes of the answer");
+    }
 
     /// A CoAP receiver on a real socket that answers the first datagram it
     /// gets with what `answer` makes of it, and returns every datagram it
@@ -252,7 +378,7 @@ mod tests {
             Duration::from_millis(500),
         )
         .await;
-        deliver_coap(&href, b"{}".to_vec()).await.expect("delivered");
+        deliver_coap(&href, b"{}".to_vec(), &loopback()).await.expect("delivered");
         let got = task.await.expect("receiver");
         assert_eq!(got.len(), 2, "the request once, then the ACK of the separate response: {got:?}");
         assert_eq!(got[0].header.code, MessageClass::Request(RequestType::Post));
@@ -264,7 +390,7 @@ mod tests {
         let (href, task) =
             receiver(|req| vec![(Duration::ZERO, reply(req, MessageType::Reset, MessageClass::Empty, req.header.message_id, false))], Duration::from_millis(300))
                 .await;
-        let outcome = deliver_coap(&href, b"{}".to_vec()).await;
+        let outcome = deliver_coap(&href, b"{}".to_vec(), &loopback()).await;
         assert!(matches!(outcome, Err(DeliveryError::Rejected(_))), "{outcome:?}");
         assert_eq!(task.await.expect("receiver").len(), 1, "not sent again after a reset");
     }

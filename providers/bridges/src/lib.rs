@@ -6,7 +6,9 @@
 //! (feature `provider`, `src/provider/`) is the lattice form, a wasmCloud v1
 //! capability provider whose inbox is the broker component over wRPC.
 
+pub mod address_policy;
 pub mod coap;
+pub mod coap_block1;
 pub mod coap_exchanges;
 pub mod coap_separate;
 pub mod delivery;

@@ -12,19 +12,19 @@ use std::time::Duration;
 
 /// Topics the broker listens on.
 pub const INBOX_TOPICS: [&str; 2] = ["AASpillarbox", "VWS_RIC"];
-/// Largest message accepted from or sent to the MQTT broker.
-const MAX_PACKET_BYTES: usize = 1024 * 1024;
+/// Room for the topic and headers on top of a message body in one packet.
+const PACKET_OVERHEAD_BYTES: usize = 64 * 1024;
 
 /// One connection to the MQTT broker. The bridge uses two: the inbox, whose
 /// reading pauses when the host is saturated (back-pressure), and the
 /// outbox for acks and deliveries, whose event loop never waits on the
 /// host — one connection for both would deadlock when workers wait to
 /// publish while the loop waits for a worker.
-fn client(host: &str, port: u16, role: &str) -> (AsyncClient, EventLoop) {
+fn client(host: &str, port: u16, role: &str, max_packet_bytes: usize) -> (AsyncClient, EventLoop) {
     let id = format!("twinlattice-{role}-{}-{}", std::process::id(), std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0));
     let mut options = MqttOptions::new(id, host, port);
     options.set_keep_alive(Duration::from_secs(30));
-    options.set_max_packet_size(MAX_PACKET_BYTES, MAX_PACKET_BYTES);
+    options.set_max_packet_size(max_packet_bytes, max_packet_bytes);
     options.set_clean_session(true);
     AsyncClient::new(options, 1024)
 }
@@ -38,8 +38,15 @@ pub struct Connections {
 }
 
 impl Connections {
-    pub fn new(host: &str, port: u16) -> Connections {
-        Connections { broker: format!("{host}:{port}"), inbox: client(host, port, "inbox"), outbox: client(host, port, "outbox") }
+    /// Connections to `host:port` for messages of at most `max_body_bytes`
+    /// (the limit HTTP requests have).
+    pub fn new(host: &str, port: u16, max_body_bytes: usize) -> Connections {
+        let max_packet_bytes = max_body_bytes.saturating_add(PACKET_OVERHEAD_BYTES);
+        Connections {
+            broker: format!("{host}:{port}"),
+            inbox: client(host, port, "inbox", max_packet_bytes),
+            outbox: client(host, port, "outbox", max_packet_bytes),
+        }
     }
 
     /// The client answers and deliveries are published with.

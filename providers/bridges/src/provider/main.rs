@@ -35,7 +35,8 @@ use bytes::Bytes;
 use settings::{Mqtt, Settings};
 use std::sync::Arc;
 use std::time::Duration;
-use twinlattice_bridges::{coap, delivery, embedded_mqtt, inbox, mqtt};
+use twinlattice_bridges::address_policy::AddressPolicy;
+use twinlattice_bridges::{coap, coap_block1, delivery, embedded_mqtt, inbox, mqtt};
 use wasmcloud_provider_sdk::{
     get_connection, load_host_data, run_provider, serve_provider_exports, Context, LinkConfig, LinkDeleteInfo, Provider,
     ProviderInitConfig,
@@ -50,6 +51,7 @@ const MQTT_CONNECT_WAIT: Duration = Duration::from_secs(5);
 #[derive(Clone)]
 struct Exports {
     mqtt_outbox: Option<rumqttc::AsyncClient>,
+    policy: Arc<AddressPolicy>,
 }
 
 impl outbound::Handler<Option<Context>> for Exports {
@@ -64,7 +66,7 @@ impl outbound::Handler<Option<Context>> for Exports {
             Protocol::Coap => inbox::Protocol::Coap,
             Protocol::Mqtt => inbox::Protocol::Mqtt,
         };
-        Ok(delivery::deliver(protocol, &to.address, payload.to_vec(), self.mqtt_outbox.as_ref()).await.map_err(|e| match e {
+        Ok(delivery::deliver(protocol, &to.address, payload.to_vec(), self.mqtt_outbox.as_ref(), &self.policy).await.map_err(|e| match e {
             delivery::DeliveryError::Unreachable(s) => DeliveryError::Unreachable(s),
             delivery::DeliveryError::Rejected(s) => DeliveryError::Rejected(s),
             delivery::DeliveryError::BadAddress(s) => DeliveryError::BadAddress(s),
@@ -110,26 +112,29 @@ impl Provider for BridgesProvider {
 }
 
 /// Connect the MQTT side: the inbox connection runs the bridge, the outbox
-/// connection carries answers and deliveries. Returns the outbox client.
-async fn start_mqtt(settings: &Settings, broker: Arc<BrokerLink>) -> anyhow::Result<Option<rumqttc::AsyncClient>> {
+/// connection carries answers and deliveries. Returns the outbox client
+/// and the embedded broker's ports, if it started one.
+async fn start_mqtt(settings: &Settings, broker: Arc<BrokerLink>) -> anyhow::Result<(Option<rumqttc::AsyncClient>, Vec<u16>)> {
+    let mut own_ports = Vec::new();
     let (host, port) = match &settings.mqtt {
         Mqtt::Off => {
             tracing::info!("no mqtt_host and no mqtt_embedded_address: the MQTT bridge is off");
-            return Ok(None);
+            return Ok((None, Vec::new()));
         }
         Mqtt::Broker { host, port } => (host.clone(), *port),
         Mqtt::Embedded { address } => {
-            let listening = embedded_mqtt::start(&address.ip().to_string(), address.port())?;
+            let listening = embedded_mqtt::start(&address.ip().to_string(), address.port(), settings.max_body_bytes)?;
             tracing::info!(%listening, "embedded MQTT broker listening");
+            own_ports = vec![listening.port()];
             (listening.ip().to_string(), listening.port())
         }
     };
-    let connections = mqtt::Connections::new(&host, port);
+    let connections = mqtt::Connections::new(&host, port, settings.max_body_bytes);
     let outbox = connections.outbox();
     if connections.run(broker, settings.mqtt_share_group.clone(), MQTT_CONNECT_WAIT).await {
         tracing::info!(%host, port, "mqtt bridge connected");
     }
-    Ok(Some(outbox))
+    Ok((Some(outbox), own_ports))
 }
 
 /// The first of `candidates` that can be bound.
@@ -161,16 +166,21 @@ async fn run() -> anyhow::Result<()> {
         .await
         .context("provider start-up failed")?;
 
+    let coap_port = coap_socket.local_addr()?.port();
     tracing::info!(listening = %coap_socket.local_addr()?, "coap inbox listening");
-    tokio::spawn(coap::serve(broker.clone(), coap_socket));
-    let mqtt_outbox = start_mqtt(&settings, broker).await?;
+    tokio::spawn(coap::serve(broker.clone(), coap_socket, coap_block1::Limits::new(settings.max_body_bytes)));
+    let (mqtt_outbox, mqtt_ports) = start_mqtt(&settings, broker).await?;
+    // The lattice's HTTP faces belong to the http-server provider, whose
+    // ports this provider does not know: keep loopback out of
+    // delivery_allow outside tests.
+    let policy = Arc::new(AddressPolicy::new(settings.delivery_allow.clone()).with_own_ports(&mqtt_ports, &[coap_port]));
 
     let connection = get_connection();
     let wrpc = connection
         .get_wrpc_client(connection.provider_key())
         .await
         .context("cannot create the wRPC client")?;
-    serve_provider_exports(&wrpc, Exports { mqtt_outbox }, shutdown, bindings::serve)
+    serve_provider_exports(&wrpc, Exports { mqtt_outbox, policy }, shutdown, bindings::serve)
         .await
         .context("serving the provider's exports failed")?;
     tracing::info!("stopped");

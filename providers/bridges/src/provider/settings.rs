@@ -9,10 +9,13 @@
 //! | `mqtt_share_group` | unset | subscribe the inbox topics as `$share/<group>/…`, so that the bridges of several sites on one MQTT broker each take a part of the messages, not all of them |
 //! | `max_inflight` | `64` | messages handed to the broker at once (back-pressure beyond) |
 //! | `broker_timeout_ms` | `30000` | how long one call to the broker component may take (its deliveries retry inside it) |
+//! | `delivery_allow` | empty | comma-separated CIDRs deliveries may reach although loopback, link-local, unspecified, multicast or broadcast (refused otherwise; this provider's own CoAP and MQTT ports stay refused) |
+//! | `max_body_bytes` | `1048576` | largest message the CoAP inbox reassembles (4.13 beyond) and the MQTT side carries |
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
+use twinlattice_bridges::address_policy::{self, Cidr};
 
 #[derive(Debug, thiserror::Error)]
 #[error("config `{key}` = {value:?}: {reason}")]
@@ -38,6 +41,9 @@ pub struct Settings {
     pub mqtt_share_group: Option<String>,
     pub max_inflight: usize,
     pub broker_timeout: Duration,
+    /// Networks deliveries may reach despite the default refusals.
+    pub delivery_allow: Vec<Cidr>,
+    pub max_body_bytes: usize,
 }
 
 fn non_empty(config: &HashMap<String, String>, key: &str) -> Option<String> {
@@ -89,7 +95,21 @@ impl Settings {
         };
         let max_inflight = number(config, "max_inflight", 64usize, 1, "expected a count >= 1")?;
         let broker_timeout_ms = number(config, "broker_timeout_ms", 30_000u64, 1, "expected milliseconds > 0")?;
-        Ok(Settings { coap_addresses, mqtt, mqtt_share_group, max_inflight, broker_timeout: Duration::from_millis(broker_timeout_ms) })
+        let delivery_allow = match non_empty(config, "delivery_allow") {
+            None => Vec::new(),
+            Some(list) => address_policy::parse_list(&list)
+                .map_err(|_| ConfigError { key: "delivery_allow", value: list, reason: "expected CIDR[,CIDR…], e.g. 127.0.0.0/8" })?,
+        };
+        let max_body_bytes = number(config, "max_body_bytes", 1024 * 1024usize, 1, "expected a size in bytes >= 1")?;
+        Ok(Settings {
+            coap_addresses,
+            mqtt,
+            mqtt_share_group,
+            max_inflight,
+            broker_timeout: Duration::from_millis(broker_timeout_ms),
+            delivery_allow,
+            max_body_bytes,
+        })
     }
 }
 
@@ -109,6 +129,14 @@ mod tests {
         assert_eq!(s.mqtt_share_group, None);
         assert_eq!(s.max_inflight, 64);
         assert_eq!(s.broker_timeout, Duration::from_secs(30));
+        assert!(s.delivery_allow.is_empty(), "nothing reserved is allowed by default");
+        assert_eq!(s.max_body_bytes, 1024 * 1024);
+    }
+
+    #[test]
+    fn delivery_allow_is_a_cidr_list() {
+        let s = Settings::from_config(&config(&[("delivery_allow", "127.0.0.0/8, ::1")])).expect("valid");
+        assert_eq!(s.delivery_allow.iter().map(ToString::to_string).collect::<Vec<_>>(), ["127.0.0.0/8", "::1/128"]);
     }
 
     #[test]
@@ -146,6 +174,8 @@ mod tests {
             ("max_inflight", "0"),
             ("broker_timeout_ms", "soon"),
             ("mqtt_embedded_address", "1883"),
+            ("delivery_allow", "127.0.0.0/8,localhost"),
+            ("max_body_bytes", "0"),
         ] {
             let e = Settings::from_config(&config(&[(key, value)])).expect_err(key);
             assert!(e.to_string().contains(key), "{e}");
