@@ -9,6 +9,7 @@ readers, and a Python reference evaluator of the same rules.
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -280,6 +281,11 @@ VARS_ANY = ["USER.x", "USER.team", "USER.nope", "DICT.y", "DICT.serial", "entry_
 VARS_ORD = ["USER.x", "DICT.y", "entry_name", "entry_value"]  # always present, never null
 LIT_INTS = list(range(10))
 LIT_STRS = ["a", "b", "m", "blue", "red", "S-1", "S-2", "p07", "p20", "zz"]
+# Regular expressions that mean the same in Python's `re` and Rust's `regex`.
+PATTERNS = ["a", "^b", "b.*", "p0[0-9]", ".*", "z+", "[ab]", "m$", "blue|red", "^S-", "e", "^$"]
+REGEX_OPS = ["=~", "=~~", "!~", "!~~"]
+REGEX_SUBJECTS = ["USER.team", "DICT.serial", "DICT.y", "entry_name", "entry_value"]
+N_LEDGER_NAMES = 40  # LEDGER.pNN for NN below this
 
 
 def lit_text(v: Any) -> str:
@@ -303,22 +309,44 @@ def gen_literal(rng: random.Random, allow_null: bool) -> Any:
     return rng.choice(LIT_STRS)
 
 
-def gen_rule(rng: random.Random, depth: int = 3) -> tuple:
-    if depth == 0 or rng.random() < 0.35:
+def ledger_var(rng: random.Random) -> str:
+    return f"LEDGER.p{rng.randrange(N_LEDGER_NAMES):02d}"
+
+
+def gen_leaf(rng: random.Random, rich: bool) -> tuple:
+    """A comparison; `rich` adds regex matches (`=~ =~~ !~ !~~`, patterns
+    constant or taken from `DICT.p`) and `LEDGER` (values and names)."""
+    r = rng.random()
+    if rich and r < 0.45:
         r = rng.random()
-        if r < 0.05:
-            return ("bool", rng.random() < 0.5)
-        if r < 0.45:
-            return ("cmp", rng.choice(["==", "!="]), rng.choice(VARS_ANY), gen_literal(rng, True))
-        if r < 0.8:
-            return ("cmp", rng.choice(["<", ">"]), rng.choice(VARS_ORD), gen_literal(rng, False))
-        return ("in", rng.choice(VARS_ANY), [gen_literal(rng, False) for _ in range(rng.randint(1, 4))])
+        if r < 0.35:
+            subject = ledger_var(rng) if rng.random() < 0.5 else rng.choice(REGEX_SUBJECTS)
+            pattern = ("var", "DICT.p") if rng.random() < 0.4 else ("lit", rng.choice(PATTERNS))
+            return ("re", rng.choice(REGEX_OPS), subject, pattern)
+        if r < 0.7:
+            return ("cmp", rng.choice(["==", "!="]), ledger_var(rng), gen_literal(rng, True))
+        if r < 0.85:
+            return ("cmp", rng.choice(["<", ">"]), ledger_var(rng), gen_literal(rng, False))
+        return ("inledger", f"p{rng.randrange(N_LEDGER_NAMES):02d}")
+    r = rng.random()
+    if r < 0.05:
+        return ("bool", rng.random() < 0.5)
+    if r < 0.45:
+        return ("cmp", rng.choice(["==", "!="]), rng.choice(VARS_ANY), gen_literal(rng, True))
+    if r < 0.8:
+        return ("cmp", rng.choice(["<", ">"]), rng.choice(VARS_ORD), gen_literal(rng, False))
+    return ("in", rng.choice(VARS_ANY), [gen_literal(rng, False) for _ in range(rng.randint(1, 4))])
+
+
+def gen_rule(rng: random.Random, depth: int = 3, rich: bool = False) -> tuple:
+    if depth == 0 or rng.random() < 0.35:
+        return gen_leaf(rng, rich)
     r = rng.random()
     if r < 0.4:
-        return ("and", gen_rule(rng, depth - 1), gen_rule(rng, depth - 1))
+        return ("and", gen_rule(rng, depth - 1, rich), gen_rule(rng, depth - 1, rich))
     if r < 0.8:
-        return ("or", gen_rule(rng, depth - 1), gen_rule(rng, depth - 1))
-    return ("not", gen_rule(rng, depth - 1))
+        return ("or", gen_rule(rng, depth - 1, rich), gen_rule(rng, depth - 1, rich))
+    return ("not", gen_rule(rng, depth - 1, rich))
 
 
 def rule_text(node: tuple) -> str:
@@ -329,6 +357,11 @@ def rule_text(node: tuple) -> str:
         return f"{node[2]} {node[1]} {lit_text(node[3])}"
     if kind == "in":
         return f"{node[1]} in [{', '.join(lit_text(v) for v in node[2])}]"
+    if kind == "re":
+        _, op, subject, (pkind, pattern) = node
+        return f"{subject} {op} {pattern if pkind == 'var' else lit_text(pattern)}"
+    if kind == "inledger":
+        return f"'{node[1]}' in LEDGER"
     if kind == "not":
         return f"not ({rule_text(node[1])})"
     return f"({rule_text(node[1])}) {kind} ({rule_text(node[2])})"
@@ -363,6 +396,22 @@ def ev(node: tuple, ctx: dict) -> bool:
     if kind == "in":
         v = lookup(node[1], ctx)
         return any(v == x and is_num(v) == is_num(x) for x in node[2])
+    if kind == "re":
+        _, op, subject, (pkind, pattern) = node
+        v = lookup(subject, ctx)
+        p = lookup(pattern, ctx) if pkind == "var" else pattern
+        if not (isinstance(v, str) and isinstance(p, str)):
+            raise RuleError(f"cannot match {v!r} with {p!r}")
+        try:
+            found = (re.fullmatch(p, v) if op in ("=~", "!~") else re.search(p, v)) is not None
+        except re.error as e:
+            raise RuleError(str(e)) from e
+        return found if op in ("=~", "=~~") else not found
+    if kind == "inledger":
+        ledger_values = ctx.get("LEDGER")
+        if ledger_values is None:
+            return False
+        return node[1] in ledger_values
     if kind == "not":
         return not ev(node[1], ctx)
     if kind == "and":
@@ -391,12 +440,21 @@ def test_reference_evaluator_sanity():
     assert rule_true(("cmp", "!=", "DICT.y", 1), ctx)
     assert rule_text(("and", ("cmp", "==", "USER.x", "a"), ("not", ("bool", False)))) == \
         "(USER.x == 'a') and (not (false))"
+    lctx = {"LEDGER": {"p01": "blue", "p02": 3}, "DICT": {"p": "^b"}}
+    assert rule_true(("re", "=~~", "LEDGER.p01", ("var", "DICT.p")), lctx)
+    assert not rule_true(("re", "=~", "LEDGER.p01", ("lit", "b")), lctx)  # =~ is a whole match
+    assert rule_true(("re", "!~", "LEDGER.p01", ("lit", "b")), lctx)
+    assert not rule_true(("re", "=~~", "LEDGER.p02", ("lit", "3")), lctx)  # not a string: error
+    assert not rule_true(("not", ("re", "=~~", "LEDGER.p09", ("lit", "a"))), lctx)  # missing: null: error
+    assert rule_true(("inledger", "p02"), lctx) and not rule_true(("inledger", "p09"), lctx)
+    assert rule_text(("re", "!~~", "LEDGER.p01", ("var", "DICT.p"))) == "LEDGER.p01 !~~ DICT.p"
+    assert rule_text(("inledger", "p07")) == "'p07' in LEDGER"
 
 
 N_ENTRIES = 40
-N_READERS = 5
-DICTS_PER_READER = 2
-
+N_READERS = 10  # each with a role entry rule of its own
+DICTS_PER_READER = 13  # 10 readers x 13 dicts x 2 endpoints x 40 entries = 10,400 probes
+PRIVATE_SHARE = 0.3  # entries with no visibility: never visible to another account
 
 def random_value(rng: random.Random) -> Any:
     r = rng.random()
@@ -418,23 +476,48 @@ def random_dict(rng: random.Random) -> dict:
     d: dict = {"y": rng.choice(LIT_INTS[:6] + ["a", "zz", "S-1"])}
     if rng.random() < 0.5:
         d["serial"] = rng.choice(["S-1", "S-2"])
+    if rng.random() < 0.8:
+        d["p"] = rng.choice(PATTERNS)
     return d
 
 
+def expected_visible(vis: dict[str, tuple | None], role_rule: tuple | None, vals: dict[str, Any],
+                     desc: dict, dct: dict, leaky: bool = False) -> set[str]:
+    """What a reader of another account sees (API.md, "Who sees what"): an
+    entry whose visibility holds (evaluated with the whole ledger as
+    LEDGER, the owner's choice), then the reader's role entry rule, with
+    LEDGER holding only the entries visible so far. `leaky` gives the role
+    rule the whole ledger instead: what a server with the H2 hole returns."""
+    full = dict(vals)
+    shown = {name for name, rule in vis.items()
+             if rule is not None and rule_true(rule, {"USER": desc, "DICT": dct, "entry_name": name,
+                                                       "entry_value": vals[name], "LEDGER": full})}
+    if role_rule is None:
+        return shown
+    ledger_for_role = full if leaky else {n: vals[n] for n in shown}
+    return {name for name in shown
+            if rule_true(role_rule, {"USER": desc, "DICT": dct, "entry_name": name, "entry_value": vals[name],
+                                     "LEDGER": ledger_for_role})}
+
+
 def test_random_visibility_rules_match_the_reference_evaluator(server):
+    """Random visibility rules (by the owner) and role entry rules (by the
+    reader's account), with regex matches and LEDGER, against the reference
+    evaluator: 10,000+ probes of (reader, DICT, endpoint, entry), zero
+    disagreements, hence zero leaks of private entries through LEDGER."""
     rng = random.Random(20241001)
     a = account(server)
     b = account(server)
     twin = create_twin(a.tt, {"kind": "property"})
 
-    rules: dict[str, tuple] = {}
+    vis: dict[str, tuple | None] = {}
     vals: dict[str, Any] = {}
     body: dict = {}
     for i in range(N_ENTRIES):
         name = f"p{i:02d}"
-        rules[name] = gen_rule(rng)
+        vis[name] = None if rng.random() < PRIVATE_SHARE else gen_rule(rng, rich=True)
         vals[name] = random_value(rng)
-        body[name] = {"value": vals[name], "visibility": rule_text(rules[name])}
+        body[name] = {"value": vals[name], "visibility": None if vis[name] is None else rule_text(vis[name])}
     added = entries_of(ok(a.tt.add_twin_ledger_entry, twin, body={"entries": body}, status=201))
     assert set(added) == set(body)
     stored = ledger(a.tt, twin)
@@ -444,34 +527,43 @@ def test_random_visibility_rules_match_the_reference_evaluator(server):
 
     checks = 0
     mismatches: list[str] = []
-    seen_true = seen_false = 0
+    seen_true = seen_false = discriminating = 0
     for r in range(N_READERS):
         desc = random_description(rng)
-        reader = make_user(server, b, description=desc, name=f"reader {r}")
+        # most readers' roles have a rule over LEDGER; one has none
+        role_rule = None if r == 0 else gen_rule(rng, rich=True)
+        if role_rule is not None and "LEDGER" not in rule_text(role_rule):
+            role_rule = ("or", ("inledger", f"p{rng.randrange(N_ENTRIES):02d}"), role_rule)
+        role = create_role(b.tt, ["get_twin", "get_twin_ledger_entry", "get_twin_ledger_entry_value"],
+                           rules={"twin_rule": "true",
+                                  "entry_rule": None if role_rule is None else rule_text(role_rule)},
+                           name=f"reader role {r}")
+        reader = make_user(server, b, role=role, description=desc, name=f"reader {r}")
         for _ in range(DICTS_PER_READER):
             dct = random_dict(rng)
-            expected = set()
-            for name in rules:
-                ctx = {"USER": desc, "DICT": dct, "entry_name": name, "entry_value": vals[name]}
-                if rule_true(rules[name], ctx):
-                    expected.add(name)
+            expected = expected_visible(vis, role_rule, vals, desc, dct)
+            if expected != expected_visible(vis, role_rule, vals, desc, dct, leaky=True):
+                discriminating += 1
             seen_true += len(expected)
             seen_false += N_ENTRIES - len(expected)
 
             got_full = ledger(reader.tt, twin, a.account, dictionary=dct)
             got_vals = entries_of(ok(reader.tt.get_twin_ledger_entry_value, twin, a.account, dictionary=dct))
             for got, what in ((set(got_full), "get_twin_ledger_entry"), (set(got_vals), "get_twin_ledger_entry_value")):
-                for name in rules:
+                for name in vis:
                     checks += 1
                     if (name in got) != (name in expected):
                         mismatches.append(
-                            f"{what}: entry {name} rule {rule_text(rules[name])!r} value {vals[name]!r} "
+                            f"{what}: entry {name} visibility {body[name]['visibility']!r} value {vals[name]!r} "
+                            f"role rule {None if role_rule is None else rule_text(role_rule)!r} "
                             f"USER={desc!r} DICT={dct!r}: expected visible={name in expected}, got {name in got}"
                         )
             for name in set(got_vals) & expected:
                 assert got_vals[name]["value"] == vals[name], (name, got_vals[name])
 
-    assert checks >= 200, checks
-    # the generated rules must exercise both outcomes
-    assert seen_true >= 20 and seen_false >= 20, (seen_true, seen_false)
+    assert checks >= 10_000, checks
+    # the generated rules must exercise both outcomes, and some probes must
+    # tell a leaky server from a sound one
+    assert seen_true >= 100 and seen_false >= 100, (seen_true, seen_false)
+    assert discriminating >= 3, discriminating
     assert not mismatches, f"{len(mismatches)} of {checks} checks disagree:\n" + "\n".join(mismatches[:30])

@@ -22,7 +22,7 @@ const PUBLIC: &str = "true";
 
 impl From<ApiError> for MirrorError {
     fn from(e: ApiError) -> Self {
-        MirrorError::Storage(e.description)
+        MirrorError::Storage(e.internal())
     }
 }
 

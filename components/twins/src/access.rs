@@ -60,21 +60,64 @@ pub fn set_entry(vars: &mut Vars, name: &str, entry: &Entry) {
     vars.value_changed_ts = json!(ts(entry.changed));
 }
 
-/// Whether `caller` sees entry `name` of the ledger of account `ledger_account`
-/// (the entry variables must be set).
-pub fn entry_visible(caller: &Caller, ledger_account: &str, entry: &Entry, vars: &Vars) -> bool {
-    let role_ok = caller.role.entry_rule.as_deref().is_none_or(|r| rule::holds(r, vars));
+/// Names of the entries of `ledger` (account `ledger_account`'s) that
+/// `caller` sees, among those `keep` accepts, in ledger order (see API.md,
+/// "Who sees what"). Sets the ledger and entry variables as it goes.
+///
+/// In a foreign ledger an entry is first judged by its own visibility rule
+/// (written by the ledger's owner, so it may read the whole ledger as
+/// `LEDGER`), and only then by the caller's role entry rule, which the
+/// caller's account writes: there `LEDGER` holds the entries the caller
+/// already sees by their visibility alone, never a private one. Otherwise
+/// the caller's own rule would be an oracle on private values (H2).
+pub fn visible_entries(
+    caller: &Caller,
+    ledger_account: &str,
+    ledger: &Ledger,
+    vars: &mut Vars,
+    keep: impl Fn(&str, &Entry) -> bool,
+) -> Vec<String> {
+    let role_rule = caller.role.entry_rule.as_deref();
+    let role_uses_ledger = role_rule.is_some_and(|r| rule::uses(r, "LEDGER"));
+    let role_ok = |vars: &Vars| role_rule.is_none_or(|r| rule::holds(r, vars));
     if ledger_account == caller.account {
-        return role_ok;
+        set_ledger(vars, ledger_account, ledger, role_uses_ledger);
+        let mut out = Vec::new();
+        for (name, entry) in ledger.entries.iter().filter(|(n, e)| keep(n, e)) {
+            set_entry(vars, name, entry);
+            if role_ok(vars) {
+                out.push(name.clone());
+            }
+        }
+        return out;
     }
-    role_ok && entry.visibility.as_deref().is_some_and(|v| rule::holds(v, vars))
-}
-
-/// Whether any rule that decides entry visibility for `caller` mentions
-/// `LEDGER`.
-pub fn entry_rules_use_ledger(caller: &Caller, ledger: &Ledger) -> bool {
-    caller.role.entry_rule.as_deref().is_some_and(|r| rule::uses(r, "LEDGER"))
-        || ledger.entries.values().any(|e| e.visibility.as_deref().is_some_and(|v| rule::uses(v, "LEDGER")))
+    let visibility_uses_ledger =
+        ledger.entries.values().any(|e| e.visibility.as_deref().is_some_and(|v| rule::uses(v, "LEDGER")));
+    set_ledger(vars, ledger_account, ledger, visibility_uses_ledger);
+    // Judged by visibility alone: every entry when the role's rule reads
+    // LEDGER (it gets them all), else only the kept ones.
+    let shown: Vec<(&String, &Entry)> = ledger
+        .entries
+        .iter()
+        .filter(|(n, e)| role_uses_ledger || keep(n, e))
+        .filter(|(n, e)| {
+            set_entry(vars, n, e);
+            e.visibility.as_deref().is_some_and(|v| rule::holds(v, vars))
+        })
+        .collect();
+    if role_uses_ledger {
+        let m: Map<String, Value> =
+            shown.iter().map(|(n, e)| ((*n).clone(), e.own_value().cloned().unwrap_or(Value::Null))).collect();
+        vars.ledger_values = Value::Object(m);
+    }
+    let mut out = Vec::new();
+    for (name, entry) in shown.into_iter().filter(|(n, e)| keep(n, e)) {
+        set_entry(vars, name, entry);
+        if role_ok(vars) {
+            out.push(name.clone());
+        }
+    }
+    out
 }
 
 pub fn set_identity(vars: &mut Vars, identity: &Identity) {

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 impl From<ApiError> for AdminError {
     fn from(e: ApiError) -> Self {
-        AdminError::Storage(e.description)
+        AdminError::Storage(e.internal())
     }
 }
 
@@ -73,7 +73,7 @@ pub fn new_account(name: &str) -> Result<AccountCredentials, AdminError> {
     w.put(key::account_roles(&account.uuid), &vec![&role.uuid])?;
     w.put(key::account_users(&account.uuid), &vec![&user.uuid])?;
     w.put(key::secret(&record.hash), &record)?;
-    w.put(key::user_secret(&user.uuid), &record.hash)?;
+    w.put(key::user_secret(&user.uuid), &vec![&record.hash])?;
     w.commit()?;
     Ok(AccountCredentials { account: account.uuid, user: user.uuid, role: role.uuid, secret })
 }

@@ -117,7 +117,9 @@ pub fn authenticate(
     prefetch: &dyn Fn(&str) -> Vec<String>,
 ) -> ApiResult<Caller> {
     let secret = authorization.map(str::trim).filter(|s| !s.is_empty()).ok_or_else(ApiError::unauthorized)?;
-    let known = REMEMBER.with(|r| r.borrow().iter().find(|m| m.secret == secret).map(|m| (m.hash.clone(), m.account.clone())));
+    let known = REMEMBER.with(|r| {
+        r.borrow().iter().find(|m| ids::constant_time_eq(m.secret.as_bytes(), secret.as_bytes())).map(|m| (m.hash.clone(), m.account.clone()))
+    });
     let hash = known.as_ref().map(|(h, _)| h.clone()).unwrap_or_else(|| ids::secret_hash(secret));
     let mut keys = vec![key::secret(&hash), AUTH_EPOCH.to_string()];
     if let Some((_, account)) = &known {

@@ -1,7 +1,6 @@
 //! The API's errors: an HTTP status, a Trusted Twin subcode and a
 //! description, answered as `{"subcode", "trace", "description", "help"}`.
 
-use crate::ids;
 
 /// The subcodes of the Trusted Twin API (names from `trustedtwin-utils`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,13 +33,17 @@ impl Subcode {
 pub struct ApiError {
     pub subcode: Subcode,
     pub description: String,
+    /// What went wrong inside (a storage error's cause, which may name
+    /// store keys): logged and passed to local callers, never put in an
+    /// HTTP error body (L2).
+    pub detail: Option<String>,
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
 impl ApiError {
     pub fn new(subcode: Subcode, description: impl Into<String>) -> Self {
-        ApiError { subcode, description: description.into() }
+        ApiError { subcode, description: description.into(), detail: None }
     }
 
     pub fn unauthorized() -> Self {
@@ -68,18 +71,28 @@ impl ApiError {
     }
 
     pub fn storage(why: impl std::fmt::Display) -> Self {
-        Self::new(Subcode::General, format!("Internal storage error: {why}"))
+        ApiError {
+            subcode: Subcode::General,
+            description: "Internal storage error.".into(),
+            detail: Some(format!("Internal storage error: {why}")),
+        }
+    }
+
+    /// The full account of the error, for logs and local callers (the
+    /// admin export, the AAS mirror).
+    pub fn internal(&self) -> String {
+        self.detail.clone().unwrap_or_else(|| self.description.clone())
     }
 
     pub fn status(&self) -> u16 {
         self.subcode.status()
     }
 
-    /// The error body, with a fresh trace id.
-    pub fn body(&self) -> String {
+    /// The error body, with trace id `trace`.
+    pub fn body(&self, trace: &str) -> String {
         serde_json::to_string(&serde_json::json!({
             "subcode": self.subcode as u32,
-            "trace": ids::uuid4(),
+            "trace": trace,
             "description": self.description,
             "help": null,
         }))

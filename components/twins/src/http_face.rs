@@ -45,7 +45,7 @@ fn answer(incoming: Incoming) -> Response {
             let answer = crate::serve(request);
             Response::json(answer.status, answer.body.into_bytes())
         }
-        Err(e) => Response::json(e.status(), e.body().into_bytes()),
+        Err(e) => Response::json(e.status(), e.body(&crate::ids::uuid4()).into_bytes()),
     }
 }
 

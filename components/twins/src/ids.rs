@@ -44,9 +44,39 @@ pub fn secret_hash(secret: &str) -> String {
     Sha256::digest(secret.as_bytes()).iter().map(|x| format!("{x:02x}")).collect()
 }
 
+/// Whether `a == b`, in a time that depends on their lengths only (not on
+/// where they first differ), for comparing presented secrets (L1).
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    // Fold every byte's difference; no early exit.
+    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    std::hint::black_box(diff) == 0
+}
+
 /// A hashed identity (`HID#…`) for ids that do not fit the identity
 /// pattern, as `trustedtwin-utils` builds them (but with SHA-256, base64url).
 pub fn hashed_identity(kind: &str, data: &str) -> String {
     let digest = Sha256::digest(format!("{kind}:{data}").as_bytes());
     format!("HID#{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest[..21]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constant_time_eq_is_equality() {
+        assert!(constant_time_eq(b"", b""));
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"xbc"));
+        assert!(!constant_time_eq(b"abc", b"abcd"));
+    }
+
+    #[test]
+    fn secret_hash_is_sha256_hex() {
+        assert_eq!(secret_hash("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    }
 }

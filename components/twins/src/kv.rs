@@ -43,9 +43,18 @@ pub fn decode_opt<T: DeserializeOwned>(key: &str, bytes: Option<Vec<u8>>) -> Api
     bytes.map(|b| decode(key, &b)).transpose()
 }
 
+/// The value of a revoked record (see `Writes::revoke`) until its delete
+/// lands: empty, which no JSON record is. Read as absent.
+const TOMBSTONE: &[u8] = b"";
+
+/// A stored value, with a tombstone read as absent.
+fn live(bytes: Option<Vec<u8>>) -> Option<Vec<u8>> {
+    bytes.filter(|b| b.as_slice() != TOMBSTONE)
+}
+
 /// The record at `key`, if any.
 pub fn get<T: DeserializeOwned>(key: &str) -> ApiResult<Option<T>> {
-    match with_bucket(|b| b.get(key))? {
+    match live(with_bucket(|b| b.get(key))?) {
         Some(bytes) => decode(key, &bytes).map(Some),
         None => Ok(None),
     }
@@ -57,7 +66,7 @@ pub fn get_many_raw(keys: &[String]) -> ApiResult<Vec<Option<Vec<u8>>>> {
         return Ok(Vec::new());
     }
     let found = with_bucket(|b| batch::get_many(b, keys))?;
-    Ok(found.into_iter().map(|kv| kv.map(|(_, v)| v)).collect())
+    Ok(found.into_iter().map(|kv| live(kv.map(|(_, v)| v))).collect())
 }
 
 /// The records at `keys` that exist, in order, in one call.
@@ -131,16 +140,34 @@ impl Writes {
 
     pub fn put<T: Serialize + ?Sized>(&mut self, key: impl Into<String>, value: &T) -> ApiResult<()> {
         let bytes = serde_json::to_vec(value).map_err(ApiError::storage)?;
-        self.sets.push((key.into(), bytes));
+        self.put_raw(key, bytes);
         Ok(())
     }
 
+    /// The last write of a key wins: a put after a delete or revoke of the
+    /// same key keeps the key (its delete is dropped).
     pub fn put_raw(&mut self, key: impl Into<String>, bytes: Vec<u8>) {
-        self.sets.push((key.into(), bytes));
+        let key = key.into();
+        if !self.deletes.is_empty() {
+            self.deletes.retain(|k| k != &key);
+        }
+        self.sets.push((key, bytes));
     }
 
     pub fn delete(&mut self, key: impl Into<String>) {
         self.deletes.push(key.into());
+    }
+
+    /// Delete `key` in the same transaction as the sets: it is overwritten
+    /// with a tombstone (read as absent) among the sets, then deleted. For
+    /// what must stop working together with the sets (a spent PIN, a
+    /// replaced or revoked secret): `wasi:keyvalue` has no call that sets
+    /// and deletes at once, and a crash between two calls must not leave a
+    /// PIN or a secret usable.
+    pub fn revoke(&mut self, key: impl Into<String>) {
+        let key = key.into();
+        self.sets.push((key.clone(), TOMBSTONE.to_vec()));
+        self.deletes.push(key);
     }
 
     /// Release `lock` with this commit (or when the commit fails).
@@ -152,9 +179,10 @@ impl Writes {
         self.locks.extend(locks);
     }
 
-    /// Commit: all sets in one transaction, then the deletes. Deletes only
-    /// drop records nothing points to any more, so a crash between the two
-    /// leaves garbage, never a dangling reference.
+    /// Commit: all sets (revocations' tombstones included) in one
+    /// transaction, then the deletes. Deletes only drop records nothing
+    /// points to any more or already revoked, so a crash between the two
+    /// leaves garbage, never a dangling reference or a live secret.
     pub fn commit(mut self) -> ApiResult<()> {
         if !self.sets.is_empty() {
             with_bucket(|b| batch::set_many(b, &self.sets))?;
@@ -185,8 +213,14 @@ pub mod key {
     pub fn user_secret(u: &str) -> String {
         format!("us:{u}")
     }
+    /// A PIN's record, named by the PIN's hash: the store (and any error
+    /// or log naming a key) never holds a live PIN.
     pub fn pin(a: &str, pin: &str) -> String {
-        format!("p:{a}:{pin}")
+        format!("p:{a}:{}", crate::ids::secret_hash(pin))
+    }
+    /// The live PINs of a user (their keys).
+    pub fn user_pins(u: &str) -> String {
+        format!("up:{u}")
     }
     pub fn user(u: &str) -> String {
         format!("u:{u}")

@@ -29,6 +29,7 @@ mod ids;
 mod kv;
 mod model;
 mod request;
+mod rights;
 mod routes;
 mod rule;
 
@@ -151,14 +152,17 @@ pub(crate) fn serve(mut request: Request) -> Response {
         Ok(Answer { status, body: Body::Json(v) }) => Response { status, body: v.to_string() },
         Ok(Answer { status, body: Body::Text(text) }) => Response { status, body: text },
         Err(e) => {
+            // The log line and the body share the trace id, so an operator
+            // finds the cause the client was not told.
+            let trace = ids::uuid4();
             if e.subcode == Subcode::General {
                 bindings::wasi::logging::logging::log(
                     bindings::wasi::logging::logging::Level::Error,
                     "twins",
-                    &e.description,
+                    &format!("trace {trace}: {}", e.internal()),
                 );
             }
-            Response { status: e.status(), body: e.body() }
+            Response { status: e.status(), body: e.body(&trace) }
         }
     }
 }

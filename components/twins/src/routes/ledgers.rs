@@ -223,7 +223,7 @@ pub fn add(c: &Caller, t: &str, l: &str, call: &Call) -> ApiResult<Answer> {
         added.push(name.clone());
     }
     commit(w, &twin, &account, &ledger, lock)?;
-    Answer::created(json!({ "entries": render(c, &twin, &account, &ledger, added.iter().map(String::as_str), View::Full) }))
+    Answer::created(json!({ "entries": render(&twin, &account, &ledger, added.iter().map(String::as_str), View::Full) }))
 }
 
 pub fn update(c: &Caller, t: &str, l: &str, call: &Call, mode: Write) -> ApiResult<Answer> {
@@ -280,7 +280,7 @@ pub fn update(c: &Caller, t: &str, l: &str, call: &Call, mode: Write) -> ApiResu
         Write::Entries => View::Full,
         Write::Values => View::Values,
     };
-    Answer::ok(json!({ "entries": render(c, &twin, &account, &ledger, updated.iter().map(String::as_str), view) }))
+    Answer::ok(json!({ "entries": render(&twin, &account, &ledger, updated.iter().map(String::as_str), view) }))
 }
 
 pub fn delete(c: &Caller, t: &str, l: &str, call: &Call) -> ApiResult<Answer> {
@@ -291,7 +291,7 @@ pub fn delete(c: &Caller, t: &str, l: &str, call: &Call) -> ApiResult<Answer> {
         Some(list) => list.into_iter().filter(|n| ledger.entries.contains_key(n)).collect(),
         None => ledger.entries.keys().cloned().collect(),
     };
-    let answer = render(c, &twin, &account, &ledger, names.iter().map(String::as_str), View::Full);
+    let answer = render(&twin, &account, &ledger, names.iter().map(String::as_str), View::Full);
     let mut w = Writes::new();
     for name in &names {
         if let Some(entry) = ledger.entries.shift_remove(name) {
@@ -319,7 +319,7 @@ pub fn get(c: &Caller, t: &str, l: &str, call: &Call, view: View) -> ApiResult<A
         (show_refs || !matches!(e.kind, EntryKind::Reference { .. }))
             && if e.visibility.is_some() { show_public } else { show_private }
     });
-    Answer::ok(json!({ "entries": render(c, &twin, &account, &ledger, names.iter().map(String::as_str), view) }))
+    Answer::ok(json!({ "entries": render(&twin, &account, &ledger, names.iter().map(String::as_str), view) }))
 }
 
 /// Names of the entries of `ledger` that `c` sees, among `wanted` (all if
@@ -332,7 +332,7 @@ pub fn visible_names(
     wanted: Option<&[String]>,
     keep: impl Fn(&Entry) -> bool,
 ) -> Vec<String> {
-    let wanted_and_kept = |name: &String, entry: &Entry| wanted.is_none_or(|w| w.iter().any(|x| x == name)) && keep(entry);
+    let wanted_and_kept = |name: &str, entry: &Entry| wanted.is_none_or(|w| w.iter().any(|x| x == name)) && keep(entry);
     // Own ledger and an entry rule that reads nothing: no per-entry variables.
     if account == c.account {
         let all = match c.role.entry_rule.as_deref() {
@@ -346,23 +346,11 @@ pub fn visible_names(
             return ledger.entries.iter().filter(|(n, e)| wanted_and_kept(n, e)).map(|(n, _)| n.clone()).collect();
         }
     }
-    let needs_values = access::entry_rules_use_ledger(c, ledger);
-    access::set_ledger(vars, account, ledger, needs_values);
-    let mut out = Vec::new();
-    for (name, entry) in &ledger.entries {
-        if !wanted_and_kept(name, entry) {
-            continue;
-        }
-        access::set_entry(vars, name, entry);
-        if access::entry_visible(c, account, entry, vars) {
-            out.push(name.clone());
-        }
-    }
-    out
+    access::visible_entries(c, account, ledger, vars, wanted_and_kept)
 }
 
 /// The answer for `names` of `ledger`, references resolved.
-fn render<'a>(c: &Caller, twin: &Twin, account: &str, ledger: &Ledger, names: impl Iterator<Item = &'a str>, view: View) -> Map<String, Value> {
+fn render<'a>(twin: &Twin, account: &str, ledger: &Ledger, names: impl Iterator<Item = &'a str>, view: View) -> Map<String, Value> {
     let mut out = Map::new();
     for name in names {
         let Some(entry) = ledger.entries.get(name) else { continue };
@@ -370,7 +358,7 @@ fn render<'a>(c: &Caller, twin: &Twin, account: &str, ledger: &Ledger, names: im
             EntryKind::Value { value } => (value.clone(), entry.changed, None),
             EntryKind::Reference { source } => {
                 let mut seen = HashSet::from([(twin.uuid.clone(), account.to_string(), name.to_string())]);
-                let r = resolve_reference(c, account, source, &mut seen, 0);
+                let r = resolve_reference(account, source, &mut seen, 0);
                 (r.value, r.changed.unwrap_or(entry.changed), Some(("ref", source, r.status)))
             }
             EntryKind::Include { source } => {
@@ -417,7 +405,7 @@ impl Resolved {
 
 /// Follow a reference made by `owner`'s ledger. The source entry must be
 /// visible to `owner` (its visibility rule, for a foreign source).
-fn resolve_reference(c: &Caller, owner: &str, source: &str, seen: &mut HashSet<(String, String, String)>, hops: usize) -> Resolved {
+fn resolve_reference(owner: &str, source: &str, seen: &mut HashSet<(String, String, String)>, hops: usize) -> Resolved {
     if hops >= MAX_HOPS {
         return Resolved::missing("too_many_hops");
     }
@@ -431,8 +419,10 @@ fn resolve_reference(c: &Caller, owner: &str, source: &str, seen: &mut HashSet<(
     let Ok(ledger) = load(&t, &a) else { return Resolved::missing("not_found") };
     let Some(entry) = ledger.entries.get(&e) else { return Resolved::missing("not_found") };
     if a != owner {
-        let mut vars = access::caller_vars(c);
-        vars.account = json!(owner);
+        // The source's rule judges the referencing account alone: the
+        // reader's user, role, USER and DICT are not the referencing
+        // account's, and would let a reader pass a rule meant for it (M10).
+        let mut vars = Vars { account: json!(owner), ..Vars::default() };
         access::set_twin(&mut vars, &twin);
         let needs = entry.visibility.as_deref().is_some_and(|v| rule::uses(v, "LEDGER"));
         access::set_ledger(&mut vars, &a, &ledger, needs);
@@ -443,7 +433,7 @@ fn resolve_reference(c: &Caller, owner: &str, source: &str, seen: &mut HashSet<(
     }
     match &entry.kind {
         EntryKind::Value { value } => Resolved { status: "ok", value: value.clone(), changed: Some(entry.changed) },
-        EntryKind::Reference { source } => resolve_reference(c, &a, source, seen, hops + 1),
+        EntryKind::Reference { source } => resolve_reference(&a, source, seen, hops + 1),
         EntryKind::Include { source } => resolve_include(&a, source),
     }
 }

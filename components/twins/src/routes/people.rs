@@ -6,6 +6,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::kv::{self, key, Lock, Writes};
 use crate::model::{Account, Effect, Role, RuleKeys, Statement, User};
 use crate::request::{field, Call};
+use crate::rights;
 use crate::rule;
 use crate::Answer;
 use serde_json::{json, Map, Value};
@@ -102,12 +103,49 @@ fn apply_rules(role: &mut Role, body: &Map<String, Value>, creating: bool) -> Ap
     Ok(())
 }
 
-/// A user cannot hand out an action their own role does not allow.
-fn within_rights(c: &Caller, statement: &Statement) -> ApiResult<()> {
-    match ACTIONS.iter().find(|a| statement.allows(a) && !c.role.statement.allows(a)) {
-        Some(a) => Err(ApiError::forbidden(format!("The role would allow '{a}', which your own role does not."))),
+/// A user cannot hand out, change or act on a role that reaches beyond its
+/// own: no action its own statement lacks, no rule that could see more
+/// (see `rights` and API.md, "Rights") → 403.
+fn require_within(c: &Caller, role: &Role, what: &str) -> ApiResult<()> {
+    rights::within(&c.role, role, &rule::constant)
+        .map_err(|e| ApiError::forbidden(format!("{what} is beyond your own rights: {}.", e.describe())))
+}
+
+/// Acting on another user (changing, deleting it, its secret) needs rights
+/// covering that user's role; acting on oneself needs none beyond the
+/// action. A user whose role is gone cannot sign in: nothing to protect.
+pub fn require_over_user(c: &Caller, user: &User) -> ApiResult<()> {
+    if user.uuid == c.user.uuid {
+        return Ok(());
+    }
+    match kv::get::<Role>(&key::role(&user.role))? {
+        Some(role) => require_within(c, &role, "The user's role"),
         None => Ok(()),
     }
+}
+
+/// Whether a user of the account other than `leaving` keeps a Super
+/// Admin-equivalent role (`rights::is_super`), with role `changed` as it
+/// would become. Refusing the change that leaves none keeps the account
+/// manageable.
+fn admin_remains(c: &Caller, leaving: Option<&str>, changed: Option<&Role>) -> ApiResult<bool> {
+    let list: Vec<String> = kv::get(&key::account_users(&c.account))?.unwrap_or_default();
+    let users = kv::get_all::<User>(list.iter().filter(|u| Some(u.as_str()) != leaving).map(|u| key::user(u)).collect())?;
+    let mut role_ids: Vec<&str> = users.iter().map(|u| u.role.as_str()).collect();
+    role_ids.sort_unstable();
+    role_ids.dedup();
+    let roles = kv::get_all::<Role>(role_ids.iter().map(|r| key::role(r)).collect())?;
+    Ok(roles.iter().any(|r| {
+        let r = match changed {
+            Some(ch) if ch.uuid == r.uuid => ch,
+            _ => r,
+        };
+        rights::is_super(r, &rule::constant)
+    }))
+}
+
+fn last_admin() -> ApiError {
+    ApiError::not_allowed("This would leave the account without a Super Admin user.")
 }
 
 fn load_role(c: &Caller, r: &str) -> ApiResult<Role> {
@@ -122,7 +160,6 @@ pub fn create_role(c: &Caller, call: &Call) -> ApiResult<Answer> {
     let body = call.body()?;
     let now = clock::now_ms();
     let statement = statement(&body, None)?;
-    within_rights(c, &statement)?;
     let mut role = Role {
         uuid: crate::ids::uuid4(),
         account: c.account.clone(),
@@ -136,6 +173,7 @@ pub fn create_role(c: &Caller, call: &Call) -> ApiResult<Answer> {
         updated: now,
     };
     apply_rules(&mut role, &body, true)?;
+    require_within(c, &role, "The role")?;
     let lock = Lock::acquire(&key::account_roles(&c.account))?;
     let mut list: Vec<String> = kv::get(&key::account_roles(&c.account))?.unwrap_or_default();
     list.push(role.uuid.clone());
@@ -168,14 +206,21 @@ pub fn update_role(c: &Caller, r: &str, call: &Call) -> ApiResult<Answer> {
     c.require("update_user_role")?;
     let body = call.body()?;
     let mut role = load_role(c, r)?;
+    // Only a role one could have made oneself may be changed (a user must
+    // not narrow a stronger user's role), and only into such a role.
+    require_within(c, &role, "The role")?;
+    let was_super = rights::is_super(&role, &rule::constant);
     if body.contains_key("name") {
         role.name = field::name(&body, &role.name)?;
     }
     if body.contains_key("statement") {
         role.statement = statement(&body, Some(&role.statement))?;
-        within_rights(c, &role.statement)?;
     }
     apply_rules(&mut role, &body, false)?;
+    require_within(c, &role, "The role")?;
+    if was_super && !rights::is_super(&role, &rule::constant) && !admin_remains(c, None, Some(&role))? {
+        return Err(last_admin());
+    }
     role.updated = clock::now_ms();
     let mut w = Writes::new();
     w.put(key::role(&role.uuid), &role)?;
@@ -187,6 +232,7 @@ pub fn update_role(c: &Caller, r: &str, call: &Call) -> ApiResult<Answer> {
 pub fn delete_role(c: &Caller, r: &str) -> ApiResult<Answer> {
     c.require("delete_user_role")?;
     let role = load_role(c, r)?;
+    require_within(c, &role, "The role")?;
     let users: Vec<String> = kv::get(&key::account_users(&c.account))?.unwrap_or_default();
     if kv::get_all::<User>(users.iter().map(|u| key::user(u)).collect())?.iter().any(|user| user.role == role.uuid) {
         return Err(ApiError::not_allowed("The role is assigned to a user; reassign the user first."));
@@ -218,6 +264,7 @@ pub fn create_user(c: &Caller, call: &Call) -> ApiResult<Answer> {
     let body = call.body()?;
     let role = field::opt_str(&body, "role")?.ok_or_else(|| ApiError::format("'role' is required."))?;
     let role = load_role(c, &role)?;
+    require_within(c, &role, "The role")?;
     let now = clock::now_ms();
     let user = User {
         uuid: crate::ids::uuid4(),
@@ -265,6 +312,7 @@ pub fn update_user(c: &Caller, u: &str, call: &Call) -> ApiResult<Answer> {
     c.require("update_user")?;
     let body = call.body()?;
     let mut user = load_user(c, u)?;
+    require_over_user(c, &user)?;
     if body.contains_key("name") {
         user.name = field::name(&body, &user.name)?;
     }
@@ -275,7 +323,16 @@ pub fn update_user(c: &Caller, u: &str, call: &Call) -> ApiResult<Answer> {
         user.activity = Some(v.clone()).filter(|v| !v.is_null());
     }
     if let Some(r) = field::opt_str(&body, "role")? {
-        user.role = load_role(c, &r)?.uuid;
+        let new = load_role(c, &r)?;
+        require_within(c, &new, "The role")?;
+        if new.uuid != user.role {
+            let old = kv::get::<Role>(&key::role(&user.role))?;
+            let demoted = old.is_some_and(|o| rights::is_super(&o, &rule::constant)) && !rights::is_super(&new, &rule::constant);
+            if demoted && !admin_remains(c, Some(&user.uuid), None)? {
+                return Err(last_admin());
+            }
+        }
+        user.role = new.uuid;
     }
     let mut w = Writes::new();
     user.updated = clock::now_ms();
@@ -288,17 +345,23 @@ pub fn update_user(c: &Caller, u: &str, call: &Call) -> ApiResult<Answer> {
 pub fn delete_user(c: &Caller, u: &str) -> ApiResult<Answer> {
     c.require("delete_user")?;
     let user = load_user(c, u)?;
+    require_over_user(c, &user)?;
     let lock = Lock::acquire(&key::account_users(&c.account))?;
+    let is_admin = kv::get::<Role>(&key::role(&user.role))?.is_some_and(|r| rights::is_super(&r, &rule::constant));
+    if is_admin && !admin_remains(c, Some(&user.uuid), None)? {
+        return Err(last_admin());
+    }
+    let secrets_lock = Lock::acquire(&key::user_secret(&user.uuid))?;
     let mut list: Vec<String> = kv::get(&key::account_users(&c.account))?.unwrap_or_default();
     list.retain(|x| x != &user.uuid);
     let mut w = Writes::new();
     w.release(lock);
+    w.release(secrets_lock);
     w.put(key::account_users(&c.account), &list)?;
-    w.delete(key::user(&user.uuid));
-    if let Some(hash) = kv::get::<String>(&key::user_secret(&user.uuid))? {
-        w.delete(key::secret(&hash));
-        w.delete(key::user_secret(&user.uuid));
-    }
+    // Revoked in the same transaction as the list change: a crash cannot
+    // leave a user gone from the list whose secret still signs in.
+    w.revoke(key::user(&user.uuid));
+    crate::routes::secrets::revoke_all(&mut w, &user.uuid)?;
     w.commit()?;
     crate::auth::users_or_roles_changed()?;
     Answer::ok(user.to_json())

@@ -1,0 +1,209 @@
+"""Security of the twin API's authorization (components/twins/API.md,
+"Rights", "Authentication and secrets", "Who sees what").
+
+One test per finding of the security review (H1, H2, H12, M7): role
+escalation inside an account, secrets of stronger users, PIN races,
+revocation, and the `LEDGER` oracle across accounts. Each drives the real
+server over HTTP, as an attacker would.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import requests
+
+from twins_helpers import (
+    HTTP_TIMEOUT,
+    PIN_RE,
+    account,
+    b64_dict,
+    create_role,
+    create_twin,
+    expect_error,
+    ledger,
+    make_user,
+    ok,
+    raw,
+    secret_for,
+    tt_for,
+    twin_api_url,
+)
+
+FORBIDDEN = dict(http=403, subcode=403535)
+NOT_ALLOWED = dict(http=400, subcode=400897)
+
+
+def whoami_status(server, secret: str) -> int:
+    return raw(server, "GET", "/whoami", secret=secret)[0]
+
+
+# --------------------------------------------------------------------------
+# H1: escalation inside an account
+# --------------------------------------------------------------------------
+
+
+def test_a_user_cannot_assign_an_existing_stronger_role(server):
+    a = account(server)
+    limited = create_role(a.tt, ["update_user", "get_user_roles", "create_user"], name="limited")
+    bob = make_user(server, a, role=limited, name="bob")
+    expect_error(bob.tt.create_twin, **FORBIDDEN)
+    # to itself (the review's recipe), and to a new user
+    expect_error(bob.tt.update_user, bob.user, body={"role": a.role}, **FORBIDDEN)
+    expect_error(bob.tt.create_user, body={"name": "mallory", "role": a.role}, **FORBIDDEN)
+    assert ok(a.tt.get_user, bob.user)["role"] == limited
+    expect_error(bob.tt.create_twin, **FORBIDDEN)
+    # nor change the Super Admin user (a stronger user) at all
+    expect_error(bob.tt.update_user, a.user, body={"role": limited}, **FORBIDDEN)
+    expect_error(bob.tt.update_user, a.user, body={"name": "renamed"}, **FORBIDDEN)
+    assert ok(a.tt.get_user, a.user)["role"] == a.role
+    # a role within bob's rights can be handed out
+    ok(bob.tt.create_user, body={"name": "peer", "role": limited}, status=201)
+
+
+def test_a_role_with_broader_rules_cannot_be_assigned_created_or_made(server):
+    a = account(server)
+    actions = ["update_user", "create_user", "create_user_role", "update_user_role", "get_user_role",
+               "get_twin", "get_twin_ledger_entry"]
+    narrow_rules = {"twin_rule": "true", "entry_rule": "entry_name == 'a'", "identity_rule": None}
+    narrow = create_role(a.tt, actions, rules=narrow_rules, name="narrow")
+    # the same statement, rules that see every entry
+    broad = create_role(a.tt, actions, rules={"twin_rule": "true", "entry_rule": None}, name="broad")
+    u = make_user(server, a, role=narrow)
+    expect_error(u.tt.update_user, u.user, body={"role": broad}, **FORBIDDEN)
+    expect_error(u.tt.create_user, body={"name": "x", "role": broad}, **FORBIDDEN)
+    for rules in ({"entry_rule": "true"}, {"entry_rule": None}, {"entry_rule": "entry_name == 'b'"},
+                  {"twin_rule": "TWIN.x == 1", "entry_rule": "true"}):
+        expect_error(u.tt.create_user_role, body={"name": "wider", "statement": {"effect": "allow", "actions": actions},
+                                                  "rules": {**narrow_rules, **rules}}, **FORBIDDEN)
+        # its own role cannot be widened either
+        expect_error(u.tt.update_user_role, narrow, body={"rules": rules}, **FORBIDDEN)
+    assert ok(a.tt.get_user_role, narrow)["rules"]["entry_rule"] == "entry_name == 'a'"
+    assert ok(a.tt.get_user, u.user)["role"] == narrow
+    # the same rules, or a rule that reaches nothing, are within its rights
+    ok(u.tt.create_user_role, body={"name": "same", "statement": {"effect": "allow", "actions": ["get_twin"]},
+                                    "rules": narrow_rules}, status=201)
+    ok(u.tt.create_user_role, body={"name": "nothing", "statement": {"effect": "allow", "actions": ["get_twin"]},
+                                    "rules": {"twin_rule": "false", "entry_rule": "false"}}, status=201)
+
+
+def test_a_limited_user_cannot_mint_a_pin_for_the_super_admin(server):
+    a = account(server)
+    role = create_role(a.tt, ["create_user_secret_pin", "delete_user_secret", "update_user_secret"], name="pins")
+    lim = make_user(server, a, role=role)
+    expect_error(lim.tt.create_user_secret_pin, a.user, **FORBIDDEN)
+    expect_error(lim.tt.delete_user_secret, a.user, **FORBIDDEN)
+    expect_error(lim.tt.update_user_secret, a.user, body={"validity_ts": 1.0}, **FORBIDDEN)
+    # the Super Admin's secret is untouched
+    assert whoami_status(server, a.secret) == 200
+    # for itself the limited user may (it gains nothing)
+    pin = ok(lim.tt.create_user_secret_pin, lim.user, status=201)["pin"]
+    assert PIN_RE.match(pin)
+
+
+def test_the_last_super_admin_cannot_be_deleted_or_demoted(server):
+    a = account(server)
+    limited = create_role(a.tt, ["get_twin"], name="limited")
+    expect_error(a.tt.delete_user, a.user, **NOT_ALLOWED)
+    expect_error(a.tt.update_user, a.user, body={"role": limited}, **NOT_ALLOWED)
+    expect_error(a.tt.update_user_role, a.role, body={"statement": {"effect": "allow", "actions": ["get_twin"]}},
+                 **NOT_ALLOWED)
+    assert whoami_status(server, a.secret) == 200
+    # with a second Super Admin the first may go
+    second = make_user(server, a, name="second admin")
+    ok(second.tt.delete_user, a.user)
+    assert whoami_status(server, a.secret) == 401
+
+
+# --------------------------------------------------------------------------
+# H12 and M7: PINs and revocation
+# --------------------------------------------------------------------------
+
+
+def redeem_concurrently(server, acct: str, pin: str, n: int = 8) -> list[tuple[int, str | None]]:
+    out: list[tuple[int, str | None]] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(n)
+
+    def go() -> None:
+        barrier.wait()
+        r = requests.post(f"{twin_api_url(server)}/secrets/{acct}/{pin}", timeout=HTTP_TIMEOUT)
+        secret = r.json().get("secret") if r.status_code == 201 else None
+        with lock:
+            out.append((r.status_code, secret))
+
+    threads = [threading.Thread(target=go) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return out
+
+
+def test_a_pin_redeemed_by_8_threads_at_once_has_exactly_one_winner(server):
+    a = account(server)
+    for _ in range(3):
+        u = ok(a.tt.create_user, body={"name": "carol", "role": a.role}, status=201)["uuid"]
+        pin = ok(a.tt.create_user_secret_pin, u, status=201)["pin"]
+        out = redeem_concurrently(server, a.account, pin)
+        codes = sorted(c for c, _ in out)
+        assert codes == [201] + [404] * 7, codes
+        # revocation leaves none of them working
+        ok(a.tt.delete_user_secret, u)
+        assert [whoami_status(server, s) for _, s in out if s] == [401]
+
+
+def test_revocation_after_rotation_leaves_no_working_secret(server):
+    a = account(server)
+    u = ok(a.tt.create_user, body={"name": "dave", "role": a.role}, status=201)["uuid"]
+    first = secret_for(server, a.tt, a.account, u)
+    second = secret_for(server, a.tt, a.account, u)  # rotation: the first stops
+    assert whoami_status(server, first) == 401
+    assert whoami_status(server, second) == 200
+    # two PINs minted before either is spent: the newer replaces the older (M7)
+    pin1 = ok(a.tt.create_user_secret_pin, u, status=201)["pin"]
+    pin2 = ok(a.tt.create_user_secret_pin, u, status=201)["pin"]
+    expect_error(tt_for(server).create_user_secret, a.account, pin1, http=404, subcode=404653)
+    third = ok(tt_for(server).create_user_secret, a.account, pin2, status=201)["secret"]
+    assert whoami_status(server, second) == 401
+    ok(a.tt.delete_user_secret, u)
+    assert [whoami_status(server, s) for s in (first, second, third)] == [401, 401, 401]
+    expect_error(a.tt.get_user_secret, u, http=404, subcode=404653)
+    # a PIN minted then the user deleted: the PIN dies with the user
+    pin = ok(a.tt.create_user_secret_pin, u, status=201)["pin"]
+    ok(a.tt.delete_user, u)
+    expect_error(tt_for(server).create_user_secret, a.account, pin, http=404, subcode=404653)
+
+
+# --------------------------------------------------------------------------
+# H2: no oracle on a foreign ledger's private entries
+# --------------------------------------------------------------------------
+
+
+def test_the_ledger_regex_oracle_returns_no_information(server):
+    a = account(server)  # the victim
+    b = account(server)  # the attacker
+    twin = create_twin(a.tt)
+    ok(a.tt.add_twin_ledger_entry, twin, body={"entries": {
+        "pub": {"value": 1, "visibility": "true"},
+        "secret": {"value": "hunter2"},
+    }}, status=201)
+    # B's Super Admin gives a role of its own account any rule: the rule is the attacker's
+    role = create_role(b.tt, None, effect="deny", name="oracle",
+                       rules={"twin_rule": "true", "entry_rule": "LEDGER.secret =~~ DICT.p"})
+    spy = make_user(server, b, role=role, name="spy")
+
+    def probe(pattern: str) -> bool:
+        status, body = raw(server, "GET", f"/twins/{twin}/ledgers/{a.account}", secret=spy.secret,
+                           headers={"X-TrustedTwin": b64_dict({"p": pattern})})
+        assert status == 200, body
+        return "pub" in body["entries"]
+
+    answers = {p: probe(p) for p in ("^h", "^x", "hunter2", "^hunter2$", ".*", "")}
+    assert len(set(answers.values())) == 1, f"the answers depend on the private value: {answers}"
+    # names of private entries are not in LEDGER either
+    ok(b.tt.update_user_role, role, body={"rules": {"entry_rule": "'secret' in LEDGER"}})
+    assert ledger(spy.tt, twin, a.account) == {}
+    # LEDGER still holds what the spy sees anyway
+    ok(b.tt.update_user_role, role, body={"rules": {"entry_rule": "LEDGER.pub == 1 and 'pub' in LEDGER"}})
+    assert set(ledger(spy.tt, twin, a.account)) == {"pub"}
