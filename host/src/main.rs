@@ -217,6 +217,9 @@ pub struct ServeArgs {
     /// older than this is offline (default: three heartbeat intervals).
     #[arg(long, env = "TWINLATTICE_HEARTBEAT_TTL_SECS")]
     heartbeat_ttl_secs: Option<u64>,
+
+    #[command(flatten)]
+    bridges: settings::BridgeArgs,
 }
 
 #[derive(Args)]
@@ -243,9 +246,6 @@ fn init_logging(filter: &str, format: LogFormat) {
     let mut filter = if filter.contains("rumqttd") { filter.to_string() } else { format!("{filter},rumqttd=off") };
     // The NATS client of `--lattice` says "event: connected" at info.
     if !filter.contains("async_nats") {
-
-    #[command(flatten)]
-    bridges: settings::BridgeArgs,
         filter.push_str(",async_nats=warn");
     }
     let filter = tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));

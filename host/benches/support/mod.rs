@@ -94,15 +94,15 @@ pub fn start_host(data: &Path, cache: Option<&Path>, fsync: bool, extra: &[&str]
     if let Some(cache) = cache {
         command.arg("--cache-dir").arg(cache);
     }
-    let mut child = command
-        .args(["--fsync", if fsync { "true" } else { "false" }])
-        .args(extra)
-        .env("TWINLATTICE_LOG", "warn")
     // The benches' receivers listen on 127.0.0.1, which deliveries may
     // reach only when allowed.
     if !extra.iter().any(|a| a.starts_with("--delivery-allow")) {
         command.args(["--delivery-allow", "127.0.0.0/8"]);
     }
+    let mut child = command
+        .args(["--fsync", if fsync { "true" } else { "false" }])
+        .args(extra)
+        .env("TWINLATTICE_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()?;
