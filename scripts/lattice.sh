@@ -124,6 +124,10 @@ up() {
 listen: 127.0.0.1:$TWINLATTICE_NATS_PORT
 jetstream {
   store_dir: "$dir/jetstream"
+  # Flush every acknowledged write to disk before acknowledging it, as the
+  # embedded host's store does (the default syncs every 2 minutes, so a
+  # power loss could lose writes the API already confirmed).
+  sync_interval: always
 }
 EOF
   start nats "$dir/logs/nats.log" "Server is ready" "$nats_bin" --config "$dir/nats.conf"

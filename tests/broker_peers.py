@@ -655,6 +655,20 @@ def app_msg(sender_id: str, receiver_id: str | None, **kw: Any) -> dict:
                        sender_role="Requester", receiver_role="Provider", **kw)
 
 
+HOPS_FIELD = "twinlatticeHops"
+
+
+def as_sent(doc: Any, hops: int = 1) -> Any:
+    """A delivered message as its sender sent it: the broker forwards a
+    message unchanged but for its hop count (`frame.twinlatticeHops`, the
+    loop guard), which must be `hops`."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("frame"), dict):
+        return doc
+    frame = dict(doc["frame"])
+    assert frame.pop(HOPS_FIELD, None) == hops, f"delivered with hop count {doc['frame'].get(HOPS_FIELD)!r}, not {hops}"
+    return {**doc, "frame": frame}
+
+
 def message_id(doc: Any) -> Any:
     return doc.get("frame", {}).get("messageId") if isinstance(doc, dict) and isinstance(doc.get("frame"), dict) else None
 

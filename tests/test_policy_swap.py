@@ -43,7 +43,8 @@ def admin_url(env: BrokerEnv) -> str:
 
 def policy_set(env: BrokerEnv, policy: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [str(require_binary()), "policy", "set", policy, "--admin", admin_url(env)],
+        [str(require_binary()), "policy", "set", policy, "--admin", admin_url(env),
+         "--admin-token-file", str(env.server.data_dir / "admin.token")],
         capture_output=True, text=True, timeout=60,
     )
 

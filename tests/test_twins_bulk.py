@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import requests
 
-from twins_helpers import account, admin_url, ok, scan_all
+from twins_helpers import account, admin_headers, admin_url, ok, scan_all
 
 # The loader is the embedded host's admin endpoint (`POST /admin/bulk-twins`);
 # a lattice has no admin endpoint.
@@ -14,7 +14,8 @@ pytestmark = pytest.mark.embedded
 
 def test_bulk_twins_are_ordinary_twins(server):
     a = account(server)
-    r = requests.post(f"{admin_url(server)}/admin/bulk-twins", json={"account": a.account, "count": 25, "entries": 3}, timeout=30)
+    r = requests.post(f"{admin_url(server)}/admin/bulk-twins", json={"account": a.account, "count": 25, "entries": 3},
+                      headers=admin_headers(server), timeout=30)
     assert r.status_code == 200, r.text
     made = r.json()
     assert len(made) == 25 and len(set(made)) == 25
@@ -30,6 +31,6 @@ def test_bulk_twins_refuses_bad_arguments(server):
                  {"account": a.account, "count": 10_001, "entries": 1},
                  {"account": a.account, "count": 1, "entries": 65},
                  {"account": "00000000-0000-4000-8000-000000000000", "count": 1, "entries": 1}):
-        r = requests.post(f"{admin_url(server)}/admin/bulk-twins", json=body, timeout=30)
+        r = requests.post(f"{admin_url(server)}/admin/bulk-twins", json=body, headers=admin_headers(server), timeout=30)
         assert r.status_code == 400 and "error" in r.json(), (body, r.text)
     assert scan_all(a.tt) == []

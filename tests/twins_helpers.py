@@ -19,6 +19,7 @@ import json
 import os
 import re
 import subprocess
+from pathlib import Path
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -79,7 +80,17 @@ def admin_target(server) -> list[str]:
     if isinstance(server, LatticeTarget):
         assert server.nats_url, "a lattice target needs TWINLATTICE_TEST_LATTICE_NATS_URL (scripts/test-lattice.sh sets it)"
         return ["--lattice", server.nats_url]
-    return ["--admin", admin_url(server)]
+    return ["--admin", admin_url(server), "--admin-token-file", str(admin_token_file(server))]
+
+
+def admin_token_file(server) -> Path:
+    """The admin token `serve` wrote into its data directory (mode 0600)."""
+    return Path(server.data_dir) / "admin.token"
+
+
+def admin_headers(server) -> dict[str, str]:
+    """What a request to the admin endpoint needs besides a loopback Host."""
+    return {"Authorization": "Bearer " + admin_token_file(server).read_text().strip()}
 
 
 def admin_url(server) -> str:

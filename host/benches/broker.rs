@@ -256,13 +256,13 @@ async fn bench() -> Result<(), AnyError> {
 }
 
 /// PUT a policy to the admin endpoint; returns the host's swap report.
-async fn put_policy(admin: SocketAddr, name: &str) -> Result<String, AnyError> {
+async fn put_policy(admin: SocketAddr, token: &str, name: &str) -> Result<String, AnyError> {
     let dir = std::path::Path::new(env!("CARGO_BIN_EXE_twinlattice")).parent().ok_or("no bin dir")?;
     let wasm = std::fs::read(dir.join("components/policies").join(format!("policy-{name}.wasm")))?;
     let stream = TcpStream::connect(admin).await?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(conn);
-    let req = hyper::Request::put("/admin/policy").header("host", "admin").header("x-component-name", format!("policy-{name}")).body(Full::new(Bytes::from(wasm)))?;
+    let req = hyper::Request::put("/admin/policy").header("host", "127.0.0.1").header("authorization", format!("Bearer {token}")).header("x-component-name", format!("policy-{name}")).body(Full::new(Bytes::from(wasm)))?;
     let resp = sender.send_request(req).await?;
     let ok = resp.status().is_success();
     let body = String::from_utf8_lossy(&resp.into_body().collect().await?.to_bytes()).into_owned();
@@ -289,8 +289,9 @@ async fn swap_pause(host: &Host, publish: &AsyncClient, sink: &Arc<Sink>, t0: In
             // The swap runs beside the stream: the sender must not pause.
             swap_at = t0.elapsed().as_micros() as u64;
             let admin = host.admin.ok_or("no admin address")?;
+            let token = host.admin_token.clone();
             swap = Some(tokio::spawn(async move {
-                let report = put_policy(admin, "failover").await;
+                let report = put_policy(admin, &token, "failover").await;
                 (report, t0.elapsed().as_micros() as u64)
             }));
         }

@@ -32,7 +32,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::net::TcpListener;
 
 mod support;
-use support::{closed_loop, env_num, fixed_rate, request, start_host, AnyError, Host, RawConn, Stats};
+use support::{admin_request, closed_loop, env_num, fixed_rate, request, start_host, AnyError, Host, RawConn, Stats};
 
 /// The host's own store, so the baseline pays for the same storage.
 #[path = "../src/capabilities/kv_store.rs"]
@@ -96,6 +96,8 @@ fn create_account(host: &Host) -> Result<Account, AnyError> {
     let admin = host.admin.ok_or("host announced no admin address")?;
     let out = Command::new(env!("CARGO_BIN_EXE_twinlattice"))
         .args(["account", "create", "--admin", &format!("http://{admin}")])
+        .arg("--admin-token-file")
+        .arg(host.data.join("admin.token"))
         .env("TWINLATTICE_LOG", "warn")
         .stderr(Stdio::inherit())
         .output()?;
@@ -380,7 +382,7 @@ async fn load_twins(host: &Host, account: &str, before: usize, n: usize) -> Resu
     while ids.len() < n {
         let count = (n - ids.len()).min(10_000);
         let body = json!({"account": account, "count": count, "entries": 10}).to_string();
-        let req = request("POST", "/admin/bulk-twins", &[("content-type", "application/json")], body.as_bytes());
+        let req = admin_request(host, "POST", "/admin/bulk-twins", &[("content-type", "application/json")], body.as_bytes());
         let made: Vec<String> = serde_json::from_value(call(&mut conn, &req, 200).await?)?;
         ids.extend(made);
         if (before + ids.len()) % 100_000 == 0 {

@@ -1,4 +1,6 @@
-//! The admin endpoint, bound to 127.0.0.1 only:
+//! The admin endpoint, bound to 127.0.0.1 only. Every request needs the
+//! token `serve` writes to `<data-dir>/admin.token`, a loopback `Host` and no
+//! `Origin` (see `admin_auth`):
 //!
 //! - `GET /admin/components` — the loaded components, as JSON;
 //! - `PUT /admin/components` — body: a component (.wasm); header
@@ -13,6 +15,7 @@
 //! - `POST /admin/bulk-twins` — body `{"account","count","entries"}`: create
 //!   twins in bulk for benchmarks and capacity tests; answers their UUIDs.
 
+use crate::admin_auth::AdminToken;
 use crate::runtime::Runtime;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -37,14 +40,34 @@ const POLICY: &str = "twinlattice:routing/policy@0.1.0";
 /// Largest component accepted.
 const MAX_COMPONENT_BYTES: usize = 64 << 20;
 
-pub async fn serve(runtime: Arc<Runtime>, listener: TcpListener) {
+pub async fn serve(runtime: Arc<Runtime>, listener: TcpListener, token: Arc<AdminToken>) {
     loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of file descriptors and the like: pause rather than spin.
+                tracing::warn!(error = %e, "admin accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
         let runtime = runtime.clone();
+        let token = token.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
                 let runtime = runtime.clone();
-                async move { Ok::<_, std::convert::Infallible>(handle(&runtime, req).await) }
+                let token = token.clone();
+                async move {
+                    let answer = match token.admit(req.headers()) {
+                        Ok(()) => handle(&runtime, req).await,
+                        Err(refusal) => {
+                            tracing::warn!(reason = %refusal, "admin request refused");
+                            let status = StatusCode::from_u16(refusal.status()).unwrap_or(StatusCode::FORBIDDEN);
+                            json(status, serde_json::json!({ "error": refusal.to_string() }))
+                        }
+                    };
+                    Ok::<_, std::convert::Infallible>(answer)
+                }
             });
             let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
         });

@@ -6,6 +6,7 @@ mod bridges;
 mod capabilities;
 mod commands;
 mod admin;
+mod admin_auth;
 mod http_server;
 mod runtime;
 mod settings;
@@ -128,6 +129,9 @@ impl HostArgs {
             config: Vec::new(),
             http_routes: settings::DEFAULT_HTTP_ROUTES.to_string(),
             http_entry: runtime::http_pool::EntryKind::Typed,
+            // Offline commands (account creation, demo seeding, validation)
+            // run trusted work of their own: a generous bound only.
+            call_deadline: std::time::Duration::from_secs(600),
         }
     }
 }
@@ -166,6 +170,28 @@ pub struct ServeArgs {
     /// http-server provider does. Both answer alike.
     #[arg(long, env = "TWINLATTICE_HTTP_ENTRY", value_enum, default_value = "typed")]
     http_entry: runtime::http_pool::EntryKind,
+
+    /// How long one call into a component may run, waiting on its host
+    /// calls included (a message's deliveries, a request's store writes),
+    /// before it is stopped and answered 503 (CoAP 5.03, an I4.0 error).
+    /// Bounds the CPU a single request can take.
+    #[arg(long, env = "TWINLATTICE_CALL_DEADLINE_MS", default_value_t = 20_000)]
+    call_deadline_ms: u64,
+
+    /// A request's head must arrive within this many milliseconds, and an
+    /// idle keep-alive connection is closed after it.
+    #[arg(long, env = "TWINLATTICE_HEADER_READ_TIMEOUT_MS", default_value_t = 10_000)]
+    header_read_timeout_ms: u64,
+
+    /// A request's body must arrive within this many milliseconds once its
+    /// head is read; else 408. No admission slot is held while it arrives.
+    #[arg(long, env = "TWINLATTICE_BODY_READ_TIMEOUT_MS", default_value_t = 30_000)]
+    body_read_timeout_ms: u64,
+
+    /// Open HTTP connections allowed from one client address; more are
+    /// answered 503 and closed.
+    #[arg(long, env = "TWINLATTICE_MAX_CONNECTIONS_PER_IP", default_value_t = 256)]
+    max_connections_per_ip: usize,
 
     /// Largest request body accepted; larger ones get 413.
     #[arg(long, env = "TWINLATTICE_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]

@@ -2,35 +2,21 @@
 //! extension `twinlattice:liveness` (`online` | `offline`), rewritten only
 //! when its state changes. A heartbeat or registration marks an AAS online
 //! at once; `sweep`, called periodically by the host, finds the leases that
-//! ran out and marks those AAS offline. The last state written is kept in
-//! the `broker` bucket (`state/{id}`), so a sweep reads but never writes
-//! for an AAS whose state did not change. Descriptors of AAS that never
+//! ran out and marks those AAS offline. The state last written is kept in
+//! the AAS's lease (`lease::Lease::shown`), and the sweep walks the leases,
+//! not the registry: its cost follows the AAS that speak to the broker and
+//! reads no descriptor whose state did not change, however many (and how
+//! large) the registered descriptors are. Descriptors of AAS that never
 //! spoke to the broker are never touched.
 
 use crate::bindings::twinlattice::registry::shells;
-use crate::bindings::twinlattice::registry::types::Dialect;
-use crate::bindings::wasi::keyvalue::store;
+use crate::bindings::twinlattice::registry::types::{Dialect, Error as RegistryError};
 use crate::bindings::wasi::logging::logging::{log, Level};
 use crate::lease;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use base64::Engine as _;
 use serde_json::{json, Value};
-use std::cell::OnceCell;
 
 /// The name of the descriptor extension.
 pub const EXTENSION: &str = "twinlattice:liveness";
-
-thread_local! {
-    static BUCKET: OnceCell<Option<store::Bucket>> = const { OnceCell::new() };
-}
-
-fn with_bucket<R>(f: impl FnOnce(&store::Bucket) -> Option<R>) -> Option<R> {
-    BUCKET.with(|cell| cell.get_or_init(|| store::open("broker").ok()).as_ref().and_then(f))
-}
-
-fn state_key(id: &str) -> String {
-    format!("state/{}", B64.encode(id))
-}
 
 fn word(online: bool) -> &'static str {
     if online { "online" } else { "offline" }
@@ -39,12 +25,24 @@ fn word(online: bool) -> &'static str {
 /// Write `online` into `id`'s descriptor when it differs from what was last
 /// written. Returns whether the descriptor changed.
 pub fn mark(id: &str, online: bool) -> bool {
-    let key = state_key(id);
-    let last = with_bucket(|b| b.get(&key).ok().flatten());
-    if last.as_deref() == Some(word(online).as_bytes()) {
-        return false;
+    match lease::get(id) {
+        Some(l) if l.shown == Some(online) => false,
+        _ => write(id, online),
     }
-    let Some(mut descriptor) = shells::get(id).ok().and_then(|t| serde_json::from_str::<Value>(&t).ok()) else {
+}
+
+fn write(id: &str, online: bool) -> bool {
+    let text = match shells::get(id) {
+        Ok(text) => text,
+        Err(RegistryError::NotFound(_)) => {
+            // The descriptor is gone: so is the AAS, for the broker. Its
+            // lease would only be swept again and again.
+            lease::remove(id);
+            return false;
+        }
+        Err(_) => return false,
+    };
+    let Some(mut descriptor) = serde_json::from_str::<Value>(&text).ok() else {
         return false;
     };
     let Some(object) = descriptor.as_object_mut() else { return false };
@@ -54,7 +52,7 @@ pub fn mark(id: &str, online: bool) -> bool {
     list.push(json!({ "name": EXTENSION, "valueType": "xs:string", "value": word(online) }));
     match shells::put(id, &descriptor.to_string(), Dialect::V3) {
         Ok(_) => {
-            with_bucket(|b| b.set(&key, word(online).as_bytes()).ok());
+            lease::set_shown(id, Some(online));
             true
         }
         Err(e) => {
@@ -66,7 +64,7 @@ pub fn mark(id: &str, online: bool) -> bool {
 
 /// Forget what was last written for `id` (its descriptor was replaced).
 pub fn forget(id: &str) {
-    with_bucket(|b| b.delete(&state_key(id)).ok());
+    lease::set_shown(id, None);
 }
 
 /// Mark every AAS whose state changed; returns how many changed. Only AAS
@@ -76,9 +74,9 @@ pub fn forget(id: &str) {
 pub fn sweep() -> u32 {
     let mut changed = 0;
     let now = crate::clock::now_ms();
-    crate::route::for_each_registered(|id| {
-        let Some(l) = lease::get(&id) else { return };
-        if mark(&id, l.expires_ms > now) {
+    lease::for_each(|id, l| {
+        let online = l.online(now);
+        if l.shown != Some(online) && write(&id, online) {
             changed += 1;
         }
     });

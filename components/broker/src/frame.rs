@@ -3,9 +3,6 @@
 
 use serde_json::{json, Value};
 
-/// Ids the broker answers to: the RIC's inbox id and its own id.
-pub const BROKER_IDS: [&str; 2] = ["AASpillarbox", "VWS_RIC"];
-
 pub const REGISTRATION: &str = "www.admin-shell.io/interaction/registration";
 pub const HEARTBEAT: &str = "www.admin-shell.io/interaction/heartbeat";
 

@@ -32,8 +32,10 @@ use bindings::exports::twinlattice::broker::liveness::{self, AasStatus};
 use bindings::exports::twinlattice::transport::inbound::{self, BadInput, Envelope, Reply};
 use bindings::twinlattice::registry::shells;
 use bindings::twinlattice::registry::types::{Dialect, Error as RegistryError, PutOutcome};
+use bindings::wasi::logging::logging::{log, Level};
 use bindings::wasi::random::random;
-use frame::{answer, status_response, Frame, Me, BROKER_IDS, HEARTBEAT, REGISTRATION};
+use broker_core::loop_guard::{self, Verdict};
+use frame::{answer, status_response, Frame, Me, HEARTBEAT, REGISTRATION};
 use serde_json::Value;
 
 fn new_message_id(kind: &str) -> String {
@@ -125,10 +127,6 @@ fn heartbeat(frame: &Frame) -> Reply {
     reply_to(frame, message)
 }
 
-fn is_broker(id: &str) -> bool {
-    BROKER_IDS.contains(&id)
-}
-
 struct Component;
 
 impl inbound::Guest for Component {
@@ -137,12 +135,30 @@ impl inbound::Guest for Component {
             reason: format!("the message is not JSON: {e}"),
             reply: None,
         })?;
-        let frame = Frame::parse(&message).map_err(|bad| BadInput {
-            reply: bad.sender.map(|s| error_reply(&frame::partial_frame(s, &bad.frame), "400", &format!("not an I4.0 message: {}", bad.reason))),
-            reason: format!("not an I4.0 message: {}", bad.reason),
+        let frame = Frame::parse(&message).map_err(|bad| {
+            let reason = format!("not an I4.0 message: {}", bad.reason);
+            // Not even a broken answer may be answered: no error ping-pong.
+            let answerable = bad.frame.get("type").and_then(Value::as_str).is_none_or(loop_guard::may_answer_with_error)
+                && !bad.sender.as_ref().and_then(frame::party_id).is_some_and(|id| loop_guard::is_broker(&id));
+            BadInput {
+                reply: bad.sender.filter(|_| answerable).map(|s| error_reply(&frame::partial_frame(s, &bad.frame), "400", &reason)),
+                reason,
+            }
         })?;
-        let for_broker = frame.receiver_id.as_deref().is_some_and(is_broker);
-        Ok(match frame.message_type.as_str() {
+        let hops = match loop_guard::judge(&message, &frame.sender_id) {
+            Verdict::Handle { hops } => hops,
+            Verdict::FromMyself => {
+                log(Level::Warn, "broker", &format!("dropped a {:?} message whose sender is the broker itself", frame.message_type));
+                return Ok(None);
+            }
+            Verdict::TooManyHops { hops } => {
+                log(Level::Warn, "broker", &format!("refused message {:?} from {:?}: it passed the broker {hops} times", frame.message_id, frame.sender_id));
+                let reply = error_reply(&frame, "508", &format!("loop detected: the message passed the broker {hops} times"));
+                return Ok(Some(reply).filter(|_| loop_guard::may_answer_with_error(&frame.message_type)));
+            }
+        };
+        let for_broker = frame.receiver_id.as_deref().is_some_and(loop_guard::is_broker);
+        let reply = match frame.message_type.as_str() {
             "HeartBeat" => Some(heartbeat(&frame)),
             "register" if for_broker => Some(register(&frame)),
             _ if for_broker => Some(error_reply(
@@ -150,8 +166,11 @@ impl inbound::Guest for Component {
                 "400",
                 &format!("the broker handles register and HeartBeat, not {:?}", frame.message_type),
             )),
-            _ => route::route(&frame, &envelope.message),
-        })
+            _ => route::route(&frame, &loop_guard::forwarded(message, hops)),
+        };
+        // Whatever went wrong with an answer (an error, an ack) stays
+        // unanswered: its sender would only answer back.
+        Ok(reply.filter(|_| loop_guard::may_answer_with_error(&frame.message_type)))
     }
 }
 

@@ -89,6 +89,11 @@ fn communication_endpoints(descriptor: &Value, mqtt_topic: &str) -> Vec<Endpoint
 /// Deliver to `receiver` now, or queue for it while it is offline.
 fn deliver_to(frame: &Frame, receiver: &str, message: &str) -> Result<Delivered, Failure> {
     let id = shells::resolve(receiver).map_err(|_| Failure::Unknown)?;
+    // An AAS registered under an inbox's name would have its MQTT topic be
+    // that inbox: everything sent to it would come straight back.
+    if broker_core::loop_guard::is_broker(&id) {
+        return Err(Failure::Rejected(format!("{id:?} is the broker's own inbox")));
+    }
     let online = lease::is_online(&id);
     // Messages already waiting go first: a new one joins the queue.
     if !online && queue::len(&id) > 0 {
@@ -121,7 +126,9 @@ pub fn drain_queue(id: &str) {
             deliver_now(&frame, id, id, true, &message).is_ok()
         }
         Queued::Expired(message) => {
-            if let Some(frame) = serde_json::from_str::<Value>(&message).ok().and_then(|v| Frame::parse(&v).ok()) {
+            let frame = serde_json::from_str::<Value>(&message).ok().and_then(|v| Frame::parse(&v).ok());
+            // An expired answer (an error, an ack) is not answered in turn.
+            if let Some(frame) = frame.filter(|f| broker_core::loop_guard::may_answer_with_error(&f.message_type)) {
                 let reply = error_reply(&frame, "504", &format!("message for {id:?} expired while it was offline"));
                 notify_sender(&frame, &reply.message);
             }
@@ -212,13 +219,19 @@ fn broadcast(frame: &Frame, message: &str) {
 }
 
 /// Call `f` with the id of every registered AAS, in registration order.
+/// Pages are bounded in bytes by the registry; only each descriptor's `id`
+/// is decoded (the rest is skipped, not built).
 pub fn for_each_registered(mut f: impl FnMut(String)) {
+    #[derive(serde::Deserialize)]
+    struct IdOnly {
+        id: String,
+    }
     let mut cursor = None;
     loop {
         let filter = ShellFilter { asset_kind: None, asset_type: None, asset_ids: Vec::new() };
         let Ok(page) = shells::list(&filter, &PageRequest { limit: Some(1_000), cursor: cursor.take() }) else { return };
         for item in &page.items {
-            if let Some(id) = serde_json::from_str::<Value>(item).ok().and_then(|v| v.get("id").and_then(Value::as_str).map(str::to_owned)) {
+            if let Ok(IdOnly { id }) = serde_json::from_str::<IdOnly>(item) {
                 f(id);
             }
         }

@@ -16,13 +16,26 @@
 //! Paging walks `{p}/o/…` from the cursor's sequence number with batched
 //! reads; holes left by deletes are skipped.
 
-use crate::bindings::twinlattice::registry::types::{Error, Page, PageRequest, PutOutcome};
+use crate::bindings::twinlattice::registry::types::{Error, Page, PageRequest, PutOutcome, Violation};
+use crate::bindings::wasi::config::store as config;
 use crate::descriptor::{global_asset_id_of, id_short_of, Kind, Parsed};
 use crate::kv;
+use crate::lock::Lock;
 use crate::twin_mirror;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine as _;
 use serde_json::Value;
+
+/// The largest stored descriptor: the `max-body-bytes` config value (what
+/// one request may carry), by default 1 MiB.
+fn max_document_bytes() -> usize {
+    config::get("max-body-bytes").ok().flatten().and_then(|v| v.parse().ok()).unwrap_or(1 << 20)
+}
+
+/// A page holds at most this many bytes of descriptors (and at least one
+/// descriptor), so a page of large descriptors cannot outgrow the memory
+/// of the component that reads it (or answers it).
+const MAX_PAGE_BYTES: usize = 8 << 20;
 
 /// Default and largest page sizes.
 pub const DEFAULT_LIMIT: u32 = 100;
@@ -136,7 +149,14 @@ impl Collection {
         Err(Error::NotFound(key.to_string()))
     }
 
+    /// Hold the lock of descriptor `id` while `f` reads and rewrites it.
+    pub fn locked<R>(&self, id: &str, f: impl FnOnce() -> Result<R, Error>) -> Result<R, Error> {
+        let _lock = Lock::descriptor(self.prefix, id)?;
+        f()
+    }
+
     pub fn create(&self, parsed: Parsed) -> Result<String, Error> {
+        let _lock = Lock::descriptor(self.prefix, &parsed.id)?;
         if kv::exists(&self.doc_key(&parsed.id))? {
             return Err(Error::Conflict(parsed.id));
         }
@@ -165,11 +185,22 @@ impl Collection {
                 parsed.id
             )));
         }
+        let _lock = Lock::descriptor(self.prefix, id)?;
         match self.get_value(id) {
             Ok(old) => {
-                self.replace_aliases(id, &old, &parsed.value)?;
+                // The document and its current aliases in one transaction;
+                // aliases it no longer has are removed after it (a crash in
+                // between leaves an alias that still resolves to this id).
                 let text = parsed.value.to_string();
-                kv::set_many(vec![(self.doc_key(id), text.clone().into_bytes())])?;
+                let new_keys = self.alias_keys(&parsed.value);
+                let stale: Vec<String> = self.alias_keys(&old).into_iter().filter(|k| !new_keys.contains(k)).collect();
+                let stale = self.aliases_pointing_at(id, stale)?;
+                let mut pairs = vec![(self.doc_key(id), text.clone().into_bytes())];
+                pairs.extend(new_keys.into_iter().map(|k| (k, id.as_bytes().to_vec())));
+                kv::set_many(pairs)?;
+                if !stale.is_empty() {
+                    kv::delete_many(stale)?;
+                }
                 twin_mirror::stored(self.kind, &text);
                 Ok(PutOutcome::Replaced)
             }
@@ -182,26 +213,22 @@ impl Collection {
     }
 
     /// Store a new version of an existing descriptor (nested submodel
-    /// descriptors changed); keeps its place in the order.
+    /// descriptors changed); keeps its place in the order. The caller holds
+    /// the descriptor's lock (`locked`) across its read and this write.
     pub fn replace_value(&self, id: &str, value: Value) -> Result<(), Error> {
         let text = value.to_string();
+        // Each request is bounded by max-body-bytes; without this bound,
+        // nested descriptors added one request at a time would grow a shell
+        // past what any page, mirror or reader can hold.
+        let limit = max_document_bytes();
+        if text.len() > limit {
+            return Err(Error::Invalid(vec![Violation {
+                pointer: "/submodelDescriptors".into(),
+                reason: format!("the shell descriptor would be {} bytes, over the limit of {limit} bytes", text.len()),
+            }]));
+        }
         kv::set_many(vec![(self.doc_key(id), text.clone().into_bytes())])?;
         twin_mirror::stored(self.kind, &text);
-        Ok(())
-    }
-
-    /// Aliases that `old` had and `new` lacks are removed when they still
-    /// point at `id`; `new`'s aliases are (re)written.
-    fn replace_aliases(&self, id: &str, old: &Value, new: &Value) -> Result<(), Error> {
-        let new_keys = self.alias_keys(new);
-        let stale: Vec<String> = self.alias_keys(old).into_iter().filter(|k| !new_keys.contains(k)).collect();
-        let stale = self.aliases_pointing_at(id, stale)?;
-        if !stale.is_empty() {
-            kv::delete_many(stale)?;
-        }
-        if !new_keys.is_empty() {
-            kv::set_many(new_keys.into_iter().map(|k| (k, id.as_bytes().to_vec())).collect())?;
-        }
         Ok(())
     }
 
@@ -218,6 +245,7 @@ impl Collection {
     }
 
     pub fn delete(&self, id: &str) -> Result<(), Error> {
+        let _lock = Lock::descriptor(self.prefix, id)?;
         let seq = kv::get(&self.seq_key(id))?
             .and_then(|v| String::from_utf8(v).ok())
             .and_then(|s| s.parse::<u64>().ok())
@@ -240,7 +268,9 @@ impl Collection {
         };
         let last = self.last_seq()?;
         let mut items: Vec<(u64, String)> = Vec::with_capacity(limit + 1);
-        while next_seq <= last && items.len() <= limit {
+        let mut bytes = 0usize;
+        let mut full = false;
+        while next_seq <= last && items.len() <= limit && !full {
             let want = (limit + 1 - items.len()).max(64).min(2_048) as u64;
             let end = last.min(next_seq + want - 1);
             let seqs: Vec<u64> = (next_seq..=end).collect();
@@ -259,6 +289,12 @@ impl Collection {
                         _ => continue,
                     }
                 }
+                if !items.is_empty() && bytes + text.len() > MAX_PAGE_BYTES {
+                    // This one starts the next page.
+                    full = true;
+                    break;
+                }
+                bytes += text.len();
                 items.push((seq, text));
                 if items.len() > limit {
                     break;
@@ -268,6 +304,8 @@ impl Collection {
         }
         let cursor = if items.len() > limit {
             items.truncate(limit);
+            items.last().map(|(seq, _)| cursor::encode(*seq))
+        } else if full {
             items.last().map(|(seq, _)| cursor::encode(*seq))
         } else {
             None

@@ -10,8 +10,8 @@
 
 mod bindings {
     wit_bindgen::generate!({
-        path: "../../wit/registry",
-        world: "registry-component",
+        path: "wit",
+        world: "twinlattice:registry-component/registry-component",
         generate_all,
     });
 }
@@ -22,6 +22,7 @@ mod descriptor;
 #[path = "../../shared/http_io.rs"]
 mod http_io;
 mod kv;
+mod lock;
 #[path = "../../shared/registry_face/mod.rs"]
 mod registry_face;
 mod ric;
@@ -155,14 +156,16 @@ impl shells::Guest for Component {
 
     fn create_submodel(shell_id: String, body: String, dialect: Dialect) -> Result<String, Error> {
         let parsed = Parsed::from_body(&body, dialect, Kind::Submodel)?;
-        let mut shell = Collection::SHELLS.get_value(&shell_id)?;
-        if descriptor::find_nested(&shell, &parsed.id).is_some() {
-            return Err(Error::Conflict(parsed.id));
-        }
-        let text = parsed.value.to_string();
-        descriptor::nested_mut(&mut shell).push(parsed.value);
-        Collection::SHELLS.replace_value(&shell_id, shell)?;
-        Ok(text)
+        Collection::SHELLS.locked(&shell_id, || {
+            let mut shell = Collection::SHELLS.get_value(&shell_id)?;
+            if descriptor::find_nested(&shell, &parsed.id).is_some() {
+                return Err(Error::Conflict(parsed.id));
+            }
+            let text = parsed.value.to_string();
+            descriptor::nested_mut(&mut shell).push(parsed.value);
+            Collection::SHELLS.replace_value(&shell_id, shell)?;
+            Ok(text)
+        })
     }
 
     fn put_submodel(
@@ -178,31 +181,35 @@ impl shells::Guest for Component {
                 parsed.id
             )));
         }
-        let mut shell = Collection::SHELLS.get_value(&shell_id)?;
-        let nested = descriptor::nested_mut(&mut shell);
-        let outcome = match nested.iter().position(|d| descriptor::id_of(d) == Some(&submodel_id)) {
-            Some(at) => {
-                nested[at] = parsed.value;
-                PutOutcome::Replaced
-            }
-            None => {
-                nested.push(parsed.value);
-                PutOutcome::Created
-            }
-        };
-        Collection::SHELLS.replace_value(&shell_id, shell)?;
-        Ok(outcome)
+        Collection::SHELLS.locked(&shell_id, || {
+            let mut shell = Collection::SHELLS.get_value(&shell_id)?;
+            let nested = descriptor::nested_mut(&mut shell);
+            let outcome = match nested.iter().position(|d| descriptor::id_of(d) == Some(&submodel_id)) {
+                Some(at) => {
+                    nested[at] = parsed.value;
+                    PutOutcome::Replaced
+                }
+                None => {
+                    nested.push(parsed.value);
+                    PutOutcome::Created
+                }
+            };
+            Collection::SHELLS.replace_value(&shell_id, shell)?;
+            Ok(outcome)
+        })
     }
 
     fn delete_submodel(shell_id: String, submodel_id: String) -> Result<(), Error> {
-        let mut shell = Collection::SHELLS.get_value(&shell_id)?;
-        let nested = descriptor::nested_mut(&mut shell);
-        let before = nested.len();
-        nested.retain(|d| descriptor::id_of(d) != Some(&submodel_id));
-        if nested.len() == before {
-            return Err(Error::NotFound(submodel_id));
-        }
-        Collection::SHELLS.replace_value(&shell_id, shell)
+        Collection::SHELLS.locked(&shell_id, || {
+            let mut shell = Collection::SHELLS.get_value(&shell_id)?;
+            let nested = descriptor::nested_mut(&mut shell);
+            let before = nested.len();
+            nested.retain(|d| descriptor::id_of(d) != Some(&submodel_id));
+            if nested.len() == before {
+                return Err(Error::NotFound(submodel_id));
+            }
+            Collection::SHELLS.replace_value(&shell_id, shell)
+        })
     }
 }
 

@@ -21,19 +21,39 @@ fn dialect_of(body: &str) -> Dialect {
     }
 }
 
-/// Every page of a list, as one JSON array.
-fn all_pages(mut next: impl FnMut(PageRequest) -> Result<crate::bindings::twinlattice::registry::types::Page, ApiError>) -> Result<Response, ApiError> {
+/// The most a RIC list answers in one response. The RIC answers its whole
+/// list; past this, the answer ends early and says where to go on.
+const MAX_LIST_BYTES: usize = 32 << 20;
+
+/// Every page of a list, as one JSON array, up to `MAX_LIST_BYTES`; a list
+/// cut there carries `x-next-cursor`, which `?cursor=` continues from.
+fn all_pages(
+    start: Option<String>,
+    mut next: impl FnMut(PageRequest) -> Result<crate::bindings::twinlattice::registry::types::Page, ApiError>,
+) -> Result<Response, ApiError> {
     let mut items = Vec::new();
-    let mut cursor = None;
+    let mut bytes = 0usize;
+    let mut cursor = start;
     loop {
-        let page = next(PageRequest { limit: Some(10_000), cursor: cursor.take() })?;
+        let page = next(PageRequest { limit: Some(1_000), cursor: cursor.take() })?;
+        bytes += page.items.iter().map(|i| i.len() + 1).sum::<usize>();
         items.extend(page.items);
         match page.cursor {
+            Some(c) if bytes >= MAX_LIST_BYTES => {
+                let mut response = Response::json(200, format!("[{}]", items.join(",")));
+                response.headers.push(("x-next-cursor", c.into()));
+                return Ok(response);
+            }
             Some(c) => cursor = Some(c),
             None => break,
         }
     }
     Ok(Response::json(200, format!("[{}]", items.join(","))))
+}
+
+/// The `cursor` query parameter, for a list cut by `MAX_LIST_BYTES`.
+fn start_cursor(query: &str) -> Option<String> {
+    form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "cursor").map(|(_, v)| v.into_owned())
 }
 
 pub fn route(req: &mut Request, path: &str) -> Option<Result<Response, ApiError>> {
@@ -46,7 +66,7 @@ pub fn route(req: &mut Request, path: &str) -> Option<Result<Response, ApiError>
     let method: &str = &method;
     if rest.is_empty() {
         return Some(match method {
-            "GET" => all_pages(|p| Ok(shells::list(&no_filter(), &p)?)),
+            "GET" => all_pages(start_cursor(&req.query), |p| Ok(shells::list(&no_filter(), &p)?)),
             "POST" => (|| {
                 let body = req.body_text()?;
                 let text = shells::create(&body, dialect_of(&body))?;
@@ -88,7 +108,7 @@ pub fn route(req: &mut Request, path: &str) -> Option<Result<Response, ApiError>
             Some("") => {
                 let id = shells::resolve(&key)?;
                 match method {
-                    "GET" => all_pages(|p| Ok(shells::list_submodels(&id, &p)?)),
+                    "GET" => all_pages(start_cursor(&req.query), |p| Ok(shells::list_submodels(&id, &p)?)),
                     "POST" => {
                         let body = req.body_text()?;
                         let text = shells::create_submodel(&id, &body, dialect_of(&body))?;

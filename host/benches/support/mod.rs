@@ -29,6 +29,10 @@ pub struct Host {
     /// The CoAP inbox and the admin endpoint, as the host announced them.
     pub coap: Option<SocketAddr>,
     pub admin: Option<SocketAddr>,
+    /// The admin token the host wrote to its data directory.
+    pub admin_token: String,
+    /// The host's data directory.
+    pub data: std::path::PathBuf,
 }
 
 /// CPU time (user + system, all threads) process `pid` has used so far, in
@@ -126,7 +130,8 @@ pub fn start_host(data: &Path, cache: Option<&Path>, fsync: bool, extra: &[&str]
     // Keep draining stdout so the host never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
     let addr = addr.ok_or("host exited before listening")?;
-    Ok((Host { child, addr, coap, admin }, started))
+    let admin_token = std::fs::read_to_string(data.join("admin.token"))?.trim().to_string();
+    Ok((Host { child, addr, coap, admin, admin_token, data: data.to_path_buf() }, started))
 }
 
 /// Shell descriptor `i` of the registry benches: its id and JSON text.
@@ -153,6 +158,18 @@ pub fn get_request(path: &str) -> Vec<u8> {
 }
 
 /// A prepared request with `headers` and `body` (Content-Length always set).
+/// A request to the host's admin endpoint: a loopback Host and its token.
+pub fn admin_request(host: &Host, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
+    let mut out = format!("{method} {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: Bearer {}\r\n", host.admin_token);
+    for (name, value) in headers {
+        out.push_str(&format!("{name}: {value}\r\n"));
+    }
+    out.push_str(&format!("content-length: {}\r\n\r\n", body.len()));
+    let mut out = out.into_bytes();
+    out.extend_from_slice(body);
+    out
+}
+
 pub fn request(method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
     let mut out = format!("{method} {path} HTTP/1.1\r\nhost: bench\r\n");
     for (name, value) in headers {

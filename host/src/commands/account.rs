@@ -7,9 +7,8 @@ use super::lattice;
 use crate::runtime::Runtime;
 use crate::HostArgs;
 use anyhow::{bail, Context, Result};
+use super::admin_client::{self, AdminAccess};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use wasmtime::component::Val;
@@ -26,6 +25,9 @@ pub struct Target {
     /// $TWINLATTICE_ADMIN_URL, else http://127.0.0.1:9029.
     #[arg(long, value_name = "URL", conflicts_with_all = ["data_dir", "lattice"])]
     admin: Option<String>,
+
+    #[command(flatten)]
+    access: AdminAccess,
 
     /// Work on this data directory instead, in-process. No host may be
     /// running on it (the store allows one process at a time).
@@ -137,7 +139,7 @@ async fn run(
             .admin
             .or_else(|| std::env::var("TWINLATTICE_ADMIN_URL").ok().filter(|u| !u.is_empty()))
             .unwrap_or_else(|| DEFAULT_ADMIN.to_string());
-        post(&admin, path, body).await?
+        post(&admin, &target.access, path, body).await?
     };
     match answer {
         Ok(v) => {
@@ -151,21 +153,10 @@ async fn run(
     }
 }
 
-async fn post(admin: &str, path: &str, body: serde_json::Value) -> Result<Result<serde_json::Value, String>> {
-    let uri: hyper::Uri = format!("{}{path}", admin.trim_end_matches('/')).parse().context("bad --admin URL")?;
-    let authority = uri.authority().context("--admin needs host:port")?.clone();
-    let stream = tokio::net::TcpStream::connect(authority.as_str())
-        .await
-        .with_context(|| format!("cannot reach the admin endpoint {admin} (is a host running? or use --data-dir)"))?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-    tokio::spawn(conn);
-    let request = hyper::Request::post(uri.path())
-        .header("host", authority.as_str())
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(body.to_string())))?;
-    let response = sender.send_request(request).await?;
-    let ok = response.status().is_success();
-    let bytes = response.into_body().collect().await?.to_bytes();
+async fn post(admin: &str, access: &AdminAccess, path: &str, body: serde_json::Value) -> Result<Result<serde_json::Value, String>> {
+    let headers = [("content-type", "application/json")];
+    let (status, bytes) = admin_client::send(admin, access, hyper::Method::POST, path, &headers, Bytes::from(body.to_string())).await?;
+    let ok = status.is_success();
     let value: serde_json::Value = serde_json::from_slice(&bytes).context("the admin endpoint answered no JSON")?;
     Ok(if ok {
         Ok(value)

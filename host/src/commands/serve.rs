@@ -71,6 +71,7 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
         extra_components: vec![crate::runtime::policy_file(&args.runtime.components_dir, &args.runtime.policy)],
         http_routes: args.http_routes.clone(),
         http_entry: args.http_entry,
+        call_deadline: Duration::from_millis(args.call_deadline_ms.max(1)),
     };
     let runtime = Arc::new(Runtime::start(&options).await?);
 
@@ -80,8 +81,9 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
     let coap_limits = bridges::coap_block1::Limits::new(args.max_body_bytes);
     tokio::spawn(bridges::coap::serve(runtime.clone(), coap, coap_limits));
 
+    let token = Arc::new(crate::admin_auth::AdminToken::create(&args.data_dir)?);
     say(format!("twinlattice admin listening on http://{}", admin.local_addr()?))?;
-    tokio::spawn(crate::admin::serve(runtime.clone(), admin));
+    tokio::spawn(crate::admin::serve(runtime.clone(), admin, token));
 
     match mqtt {
         Some(connections) => {
@@ -108,7 +110,13 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
     if runtime.serves(LIVENESS) {
         tokio::spawn(sweep_liveness(runtime.clone(), sweep_interval(heartbeat_ttl_secs)));
     }
-    let server = tokio::spawn(http_server::serve(runtime, listener, args.max_body_bytes));
+    let limits = http_server::HttpLimits {
+        max_body_bytes: args.max_body_bytes,
+        header_read_timeout: Duration::from_millis(args.header_read_timeout_ms.max(1)),
+        body_read_timeout: Duration::from_millis(args.body_read_timeout_ms.max(1)),
+        max_connections_per_ip: args.max_connections_per_ip.max(1),
+    };
+    let server = tokio::spawn(http_server::serve(runtime, listener, limits));
     tokio::select! {
         result = server => { result??; }
         _ = shutdown_signal() => { tracing::info!("shutting down"); }

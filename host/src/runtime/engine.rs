@@ -15,6 +15,8 @@ const MAX_COMPONENT_INSTANCES: u32 = 1_000;
 const MAX_MEMORY_BYTES: usize = 512 << 20;
 /// Bytes of each recycled memory or fiber stack kept mapped between uses.
 const KEEP_RESIDENT_BYTES: usize = 1 << 20;
+/// How often the engine's epoch advances: the resolution of call deadlines.
+pub const EPOCH_TICK: std::time::Duration = std::time::Duration::from_millis(10);
 
 pub fn new_engine() -> Result<Engine> {
     let mut pool = PoolingAllocationConfig::default();
@@ -33,6 +35,10 @@ pub fn new_engine() -> Result<Engine> {
     let mut config = Config::new();
     config
         .async_support(true)
+        // Every call gets a deadline (`Store::set_epoch_deadline` when an
+        // instance is taken from its pool): a guest stuck in a loop traps
+        // instead of pinning a worker thread for ever.
+        .epoch_interruption(true)
         .wasm_component_model(true)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     Engine::new(&config).context("failed to create the wasmtime engine")
@@ -72,4 +78,28 @@ fn write_cache(component: &Component, dir: &Path, file: &Path) -> Result<()> {
     std::fs::write(&tmp, component.serialize()?)?;
     std::fs::rename(&tmp, file)?;
     Ok(())
+}
+
+/// Advance `engine`'s epoch every `EPOCH_TICK`, for as long as the process
+/// runs. One thread per engine; it only sleeps and increments a counter.
+pub fn start_epoch_ticker(engine: &Engine) {
+    let engine = engine.clone();
+    let spawned = std::thread::Builder::new().name("epoch-ticker".into()).spawn(move || loop {
+        std::thread::sleep(EPOCH_TICK);
+        engine.increment_epoch();
+    });
+    if let Err(e) = spawned {
+        // Without the ticker no deadline ever passes: calls still work, unbounded.
+        tracing::error!(error = %e, "cannot start the epoch ticker; calls have no deadline");
+    }
+}
+
+/// A call deadline in epoch ticks (at least one).
+pub fn deadline_ticks(deadline: std::time::Duration) -> u64 {
+    (deadline.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64
+}
+
+/// Whether `error` is (or was caused by) a call that ran past its deadline.
+pub fn is_deadline(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| cause.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt))
 }

@@ -66,16 +66,28 @@ impl HttpPool {
         self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// An idle instance or a new one; the request's deadline starts now.
     pub async fn take(&self) -> Result<HttpInstance> {
-        if let Some(instance) = self.lock().pop() {
-            return Ok(instance);
-        }
-        let mut store = Store::new(self.engine(), self.factory.new_state(&self.name));
-        let entry = match &self.pre {
-            EntryPre::Typed(pre) => Entry::Typed(pre.instantiate_async(&mut store).await?),
-            EntryPre::WasiHttp(pre) => Entry::WasiHttp(pre.instantiate_async(&mut store).await?),
+        let idle = self.lock().pop();
+        let mut instance = match idle {
+            Some(instance) => instance,
+            None => {
+                let mut store = Store::new(self.engine(), self.factory.new_state(&self.name));
+                store.set_epoch_deadline(self.factory.call_deadline_ticks);
+                let entry = match &self.pre {
+                    EntryPre::Typed(pre) => Entry::Typed(pre.instantiate_async(&mut store).await?),
+                    EntryPre::WasiHttp(pre) => Entry::WasiHttp(pre.instantiate_async(&mut store).await?),
+                };
+                HttpInstance { store, entry }
+            }
         };
-        Ok(HttpInstance { store, entry })
+        instance.store.set_epoch_deadline(self.factory.call_deadline_ticks);
+        Ok(instance)
+    }
+
+    /// The component's name (which face's error body a failure gets).
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     fn engine(&self) -> &wasmtime::Engine {

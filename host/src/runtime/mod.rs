@@ -59,6 +59,9 @@ pub struct RuntimeOptions {
     pub extra_components: Vec<PathBuf>,
     /// `wasi:config` values every component sees.
     pub config: Vec<(String, String)>,
+    /// How long one call into a component may take, host calls included,
+    /// before it traps (`--call-deadline-ms`).
+    pub call_deadline: std::time::Duration,
 }
 
 /// Requests and messages handled at once, across the HTTP server and the
@@ -166,6 +169,7 @@ impl<P: Clone> HttpRoutes<P> {
 impl Runtime {
     pub async fn start(options: &RuntimeOptions) -> Result<Runtime> {
         let engine = engine::new_engine()?;
+        engine::start_epoch_ticker(&engine);
         std::fs::create_dir_all(&options.data_dir)
             .with_context(|| format!("failed to create the data directory {}", options.data_dir.display()))?;
         let kv = Arc::new(KvStore::open(&options.data_dir.join("twinlattice.redb"), options.fsync)?);
@@ -174,6 +178,7 @@ impl Runtime {
             config: Arc::new(WasiConfigVariables::from_iter(options.config.iter().cloned())),
             outbound: options.outbound.clone(),
             locks: Default::default(),
+            call_deadline_ticks: engine::deadline_ticks(options.call_deadline),
         });
         let cache_dir = &options.cache_dir;
         let mut loaded = Vec::new();

@@ -37,13 +37,21 @@ impl ServicePool {
     }
 
     /// An idle instance, or a new one.
+    /// Its deadline starts now: the call made with it must end within
+    /// `call_deadline_ticks`, or it traps (`Trap::Interrupt`).
     pub async fn take(&self) -> Result<Warm> {
-        if let Some(warm) = self.lock().pop() {
-            return Ok(warm);
-        }
-        let mut store = Store::new(self.pre.engine(), self.factory.new_state(&self.name));
-        let instance = self.pre.instantiate_async(&mut store).await?;
-        Ok(Warm { store, instance })
+        let idle = self.lock().pop();
+        let mut warm = match idle {
+            Some(warm) => warm,
+            None => {
+                let mut store = Store::new(self.pre.engine(), self.factory.new_state(&self.name));
+                store.set_epoch_deadline(self.factory.call_deadline_ticks);
+                let instance = self.pre.instantiate_async(&mut store).await?;
+                Warm { store, instance }
+            }
+        };
+        warm.store.set_epoch_deadline(self.factory.call_deadline_ticks);
+        Ok(warm)
     }
 
     /// Call the export `index` on a warm instance. A trap drops the instance

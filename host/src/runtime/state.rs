@@ -69,6 +69,8 @@ pub struct StateFactory {
     pub config: Arc<WasiConfigVariables>,
     pub outbound: Arc<OutboundCtx>,
     pub locks: Arc<LockTable>,
+    /// Each call's deadline, in epoch ticks (`engine::deadline_ticks`).
+    pub call_deadline_ticks: u64,
 }
 
 impl StateFactory {

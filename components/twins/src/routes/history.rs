@@ -19,6 +19,11 @@ const DAY_MS: i64 = 86_400_000;
 const MAX_LIMIT: usize = 100;
 /// Values per store record.
 const CHUNK: u64 = 32;
+/// Values kept per entry, whatever its retention: Trusted Twin keeps the
+/// most recent 1,000. Older ones are hidden at once and their chunks
+/// dropped, so no entry's history (the AAS mirror's included) grows
+/// without bound.
+const MAX_VALUES: u64 = 1_000;
 const NOT_ACCESSIBLE: &str = "Entry not accessible.";
 
 /// A retention string (`^([1-9][0-9]{0,2}[DWMY]|INF)$`) as milliseconds;
@@ -96,10 +101,24 @@ pub fn record(w: &mut Writes, t: &str, a: &str, name: &str, entry: &mut Entry, n
     entry.hnext += 1;
     entry.hlast = at;
     entry.changed = at;
+    cap(w, t, a, name, entry);
     if seq % CHUNK == 0 {
         prune(w, t, a, name, entry, now)?;
     }
     Ok(())
+}
+
+/// Keep the newest `MAX_VALUES` values: older ones drop out of reads
+/// (`hlow`), and chunks holding only those are deleted.
+fn cap(w: &mut Writes, t: &str, a: &str, name: &str, entry: &mut Entry) {
+    let Some(low) = entry.hnext.checked_sub(MAX_VALUES) else { return };
+    if low <= entry.hlow {
+        return;
+    }
+    for c in entry.hlow / CHUNK..low / CHUNK {
+        w.delete(key::history(t, a, name, c));
+    }
+    entry.hlow = low;
 }
 
 /// Write a whole history at once (demo data): `values` oldest first.
