@@ -207,3 +207,20 @@ def test_the_ledger_regex_oracle_returns_no_information(server):
     # LEDGER still holds what the spy sees anyway
     ok(b.tt.update_user_role, role, body={"rules": {"entry_rule": "LEDGER.pub == 1 and 'pub' in LEDGER"}})
     assert set(ledger(spy.tt, twin, a.account)) == {"pub"}
+
+
+def test_a_reference_source_is_judged_for_the_referencing_account_alone(server):
+    """M10: a source published to whoever sends a DICT value must not be
+    passed on by a re-publisher to every reader who sends that value."""
+    a = account(server)  # the source
+    b = account(server)  # re-publishes by reference
+    c = account(server)  # reads B's entry
+    twin = create_twin(a.tt)
+    ok(a.tt.add_twin_ledger_entry, twin, body={"entries": {
+        "src": {"value": "for key holders", "visibility": "DICT.key == 'k1'"}}}, status=201)
+    ok(b.tt.add_twin_ledger_entry, twin, body={"entries": {
+        "r": {"ref": {"source": f"twin://{twin}/{a.account}/src"}, "visibility": "true"}}}, status=201)
+    got = ledger(c.tt, twin, b.account, dictionary={"key": "k1"})
+    assert got["r"]["ref"]["status"] == "not_found" and got["r"]["value"] is None, got
+    # the source itself still answers a reader holding the key
+    assert ledger(c.tt, twin, a.account, dictionary={"key": "k1"})["src"]["value"] == "for key holders"

@@ -70,7 +70,12 @@ fn unrestricted(slot: Slot, rule: Option<&str>, constant: Constant) -> bool {
 /// predicates we cannot order in general, so we accept only the cases that
 /// are certain: the same rule, my rule unrestricted, or theirs reaching
 /// nothing (a constant false rule).
-pub fn rule_within(slot: Slot, mine: Option<&str>, theirs: Option<&str>, constant: Constant) -> bool {
+pub fn rule_within(
+    slot: Slot,
+    mine: Option<&str>,
+    theirs: Option<&str>,
+    constant: Constant,
+) -> bool {
     let same = match (mine, theirs) {
         (None, None) => true,
         (Some(a), Some(b)) => a.trim() == b.trim(),
@@ -81,10 +86,16 @@ pub fn rule_within(slot: Slot, mine: Option<&str>, theirs: Option<&str>, constan
 
 /// `Ok` when `theirs` gives no action and no rule reach beyond `mine`.
 pub fn within(mine: &Role, theirs: &Role, constant: Constant) -> Result<(), Excess> {
-    if let Some(a) = ACTIONS.iter().find(|a| theirs.statement.allows(a) && !mine.statement.allows(a)) {
+    if let Some(a) = ACTIONS
+        .iter()
+        .find(|a| theirs.statement.allows(a) && !mine.statement.allows(a))
+    {
         return Err(Excess::Action(a));
     }
-    match SLOTS.iter().find(|s| !rule_within(**s, s.of(mine), s.of(theirs), constant)) {
+    match SLOTS
+        .iter()
+        .find(|s| !rule_within(**s, s.of(mine), s.of(theirs), constant))
+    {
         Some(s) => Err(Excess::Rule(*s)),
         None => Ok(()),
     }
@@ -93,7 +104,8 @@ pub fn within(mine: &Role, theirs: &Role, constant: Constant) -> Result<(), Exce
 /// Whether `role` gives everything: every action and unrestricted rules
 /// (the Super Admin role, or one equal to it).
 pub fn is_super(role: &Role, constant: Constant) -> bool {
-    ACTIONS.iter().all(|a| role.statement.allows(a)) && SLOTS.iter().all(|s| unrestricted(*s, s.of(role), constant))
+    ACTIONS.iter().all(|a| role.statement.allows(a))
+        && SLOTS.iter().all(|s| unrestricted(*s, s.of(role), constant))
 }
 
 #[cfg(test)]
@@ -115,7 +127,10 @@ mod tests {
             uuid: "r".into(),
             account: "a".into(),
             name: "n".into(),
-            statement: Statement { effect, actions: actions.map(|a| a.iter().map(|s| s.to_string()).collect()) },
+            statement: Statement {
+                effect,
+                actions: actions.map(|a| a.iter().map(|s| s.to_string()).collect()),
+            },
             twin_rule: rules[0].map(String::from),
             entry_rule: rules[1].map(String::from),
             identity_rule: rules[2].map(String::from),
@@ -126,26 +141,54 @@ mod tests {
     }
 
     fn admin() -> Role {
-        role(Effect::Deny, Some(&[]), [Some("true"), Some("true"), Some("true")])
+        role(
+            Effect::Deny,
+            Some(&[]),
+            [Some("true"), Some("true"), Some("true")],
+        )
     }
 
     #[test]
     fn the_super_admin_covers_everything_and_is_super() {
-        let limited = role(Effect::Allow, Some(&["get_twin"]), [Some("TWIN.a == 1"), None, Some("x")]);
+        let limited = role(
+            Effect::Allow,
+            Some(&["get_twin"]),
+            [Some("TWIN.a == 1"), None, Some("x")],
+        );
         assert_eq!(within(&admin(), &limited, &constant), Ok(()));
         assert_eq!(within(&admin(), &admin(), &constant), Ok(()));
         assert!(is_super(&admin(), &constant));
         // null entry and identity rules are unrestricted too
-        assert!(is_super(&role(Effect::Deny, None, [Some("true"), None, None]), &constant));
+        assert!(is_super(
+            &role(Effect::Deny, None, [Some("true"), None, None]),
+            &constant
+        ));
         // a null twin rule keeps foreign accounts out: not super
-        assert!(!is_super(&role(Effect::Deny, None, [None, None, None]), &constant));
-        assert!(!is_super(&role(Effect::Deny, Some(&["get_twin"]), [Some("true"), None, None]), &constant));
+        assert!(!is_super(
+            &role(Effect::Deny, None, [None, None, None]),
+            &constant
+        ));
+        assert!(!is_super(
+            &role(
+                Effect::Deny,
+                Some(&["get_twin"]),
+                [Some("true"), None, None]
+            ),
+            &constant
+        ));
     }
 
     #[test]
     fn an_action_the_caller_lacks_is_an_excess() {
-        let mine = role(Effect::Allow, Some(&["update_user", "get_user_roles"]), [None, None, None]);
-        assert_eq!(within(&mine, &admin(), &constant), Err(Excess::Action("get_account")));
+        let mine = role(
+            Effect::Allow,
+            Some(&["update_user", "get_user_roles"]),
+            [None, None, None],
+        );
+        assert_eq!(
+            within(&mine, &admin(), &constant),
+            Err(Excess::Action("get_account"))
+        );
         let theirs = role(Effect::Allow, Some(&["update_user"]), [None, None, None]);
         assert_eq!(within(&mine, &theirs, &constant), Ok(()));
     }
@@ -154,16 +197,46 @@ mod tests {
     fn rules_are_within_when_equal_mine_unrestricted_or_theirs_constant_false() {
         let c: Constant = &constant;
         // same rule (whitespace aside)
-        assert!(rule_within(Slot::Entry, Some("entry_name == 'a'"), Some(" entry_name == 'a' "), c));
+        assert!(rule_within(
+            Slot::Entry,
+            Some("entry_name == 'a'"),
+            Some(" entry_name == 'a' "),
+            c
+        ));
         // mine unrestricted
-        assert!(rule_within(Slot::Entry, None, Some("LEDGER.x =~ DICT.p"), c));
+        assert!(rule_within(
+            Slot::Entry,
+            None,
+            Some("LEDGER.x =~ DICT.p"),
+            c
+        ));
         assert!(rule_within(Slot::Twin, Some("true"), None, c));
         // theirs reaches nothing
-        assert!(rule_within(Slot::Twin, Some("TWIN.a == 1"), Some("false"), c));
+        assert!(rule_within(
+            Slot::Twin,
+            Some("TWIN.a == 1"),
+            Some("false"),
+            c
+        ));
         // broader: a restricted rule of mine, theirs null, "true" or different
-        assert!(!rule_within(Slot::Entry, Some("entry_name == 'a'"), None, c));
-        assert!(!rule_within(Slot::Entry, Some("entry_name == 'a'"), Some("true"), c));
-        assert!(!rule_within(Slot::Entry, Some("entry_name == 'a'"), Some("entry_name == 'b'"), c));
+        assert!(!rule_within(
+            Slot::Entry,
+            Some("entry_name == 'a'"),
+            None,
+            c
+        ));
+        assert!(!rule_within(
+            Slot::Entry,
+            Some("entry_name == 'a'"),
+            Some("true"),
+            c
+        ));
+        assert!(!rule_within(
+            Slot::Entry,
+            Some("entry_name == 'a'"),
+            Some("entry_name == 'b'"),
+            c
+        ));
         // a null twin rule (own account only) does not cover foreign twins
         assert!(!rule_within(Slot::Twin, None, Some("true"), c));
         assert!(rule_within(Slot::Twin, None, None, c));
@@ -173,10 +246,21 @@ mod tests {
 
     #[test]
     fn same_actions_broader_rules_is_an_excess() {
-        let mine = role(Effect::Deny, None, [Some("true"), Some("entry_name == 'a'"), None]);
+        let mine = role(
+            Effect::Deny,
+            None,
+            [Some("true"), Some("entry_name == 'a'"), None],
+        );
         let theirs = role(Effect::Deny, None, [Some("true"), Some("true"), None]);
-        assert_eq!(within(&mine, &theirs, &constant), Err(Excess::Rule(Slot::Entry)));
-        let narrower = role(Effect::Allow, Some(&["get_twin"]), [Some("true"), Some("entry_name == 'a'"), Some("false")]);
+        assert_eq!(
+            within(&mine, &theirs, &constant),
+            Err(Excess::Rule(Slot::Entry))
+        );
+        let narrower = role(
+            Effect::Allow,
+            Some(&["get_twin"]),
+            [Some("true"), Some("entry_name == 'a'"), Some("false")],
+        );
         assert_eq!(within(&mine, &narrower, &constant), Ok(()));
     }
 }
