@@ -29,13 +29,22 @@ pub fn new_secret() -> String {
     base64::engine::general_purpose::STANDARD.encode(random::get_random_bytes(48))
 }
 
-/// A User Secret PIN: six characters of `[A-Z0-9]`.
+/// A User Secret PIN: six characters of `[A-Z0-9]`, each uniform (M7).
 pub fn new_pin() -> String {
+    let mut pin = String::with_capacity(6);
+    while pin.len() < 6 {
+        pin.extend(pin_chars(&random::get_random_bytes(8)).take(6 - pin.len()));
+    }
+    pin
+}
+
+/// PIN characters from random bytes, uniform: a byte of 252 or more (past
+/// the last whole multiple of 36) is skipped rather than folded onto the
+/// first letters.
+fn pin_chars(bytes: &[u8]) -> impl Iterator<Item = char> + '_ {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
-    random::get_random_bytes(6)
-        .iter()
-        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
-        .collect()
+    const LIMIT: u8 = (256 / ALPHABET.len() * ALPHABET.len()) as u8;
+    bytes.iter().filter(|b| **b < LIMIT).map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
 }
 
 /// The store's name for a secret: its SHA-256 in hex. A secret carries 384
@@ -73,6 +82,18 @@ mod tests {
         assert!(!constant_time_eq(b"abc", b"abd"));
         assert!(!constant_time_eq(b"abc", b"xbc"));
         assert!(!constant_time_eq(b"abc", b"abcd"));
+    }
+
+    #[test]
+    fn pin_characters_are_uniform() {
+        // every byte value below 252 maps to one character, each character
+        // from exactly 7 of them; 252..=255 are skipped
+        let all: Vec<u8> = (0..=255).collect();
+        let chars: Vec<char> = pin_chars(&all).collect();
+        assert_eq!(chars.len(), 252);
+        for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789".chars() {
+            assert_eq!(chars.iter().filter(|x| **x == c).count(), 7, "{c}");
+        }
     }
 
     #[test]
