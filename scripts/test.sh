@@ -25,7 +25,7 @@ cargo test --release --locked --manifest-path "$root/Cargo.toml" --target-dir "$
 # The bridges' provider binary is behind its feature (the host links the library only).
 cargo test --release --locked --manifest-path "$root/Cargo.toml" --target-dir "$TWINLATTICE_TARGET_DIR" \
   -p twinlattice-bridges --features provider --bin bridges-provider
-cargo test --release --locked --manifest-path "$root/components/Cargo.toml" -p guest-time -p rules -p broker-core --target-dir "$TWINLATTICE_TARGET_DIR"
+cargo test --release --locked --manifest-path "$root/components/Cargo.toml" -p guest-time -p rules -p broker-core -p twins --target-dir "$TWINLATTICE_TARGET_DIR"
 
 # The official AAS OpenAPI files the schemas are derived from are not part of
 # the repository; where they are on this machine, check that the committed

@@ -26,6 +26,7 @@ from broker_peers import (
     BrokerEnv,
     LatticeBrokerEnv,
     app_msg,
+    assert_error_message,
     heartbeat_msg,
     new_id,
 )
@@ -473,3 +474,19 @@ def test_a_page_of_large_descriptors_is_cut_by_bytes_and_the_ric_list_too(tmp_pa
         assert requests.get(server.base_url + "/status", timeout=60).status_code == 200
     finally:
         server.kill()
+
+
+@pytest.mark.embedded
+def test_a_refused_address_is_an_error_at_once_not_a_queued_message(broker_factory):
+    """A receiver with no lease (registered over REST) whose only endpoint
+    is a refused address: the sender learns at once (E/502), instead of a
+    202 for a message queued for a delivery that can never happen."""
+    env = broker_factory(extra_args=["--delivery-allow", "192.0.2.0/24"])
+    tx = env.aas("http")
+    tx.register_ok()
+    rid = new_id("refused")
+    r = requests.post(env.base_url + "/shell-descriptors", timeout=10, json={
+        "id": rid, "endpoints": [{"interface": "communication", "protocolInformation": {"href": "http://127.0.0.1:9/i40commu", "endpointProtocol": "http"}}]})
+    assert r.status_code == 201, r.text
+    msg = app_msg(tx.id, rid)
+    assert_error_message(tx.request(msg), msg, "502")

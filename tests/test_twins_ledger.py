@@ -423,3 +423,24 @@ def test_ledger_aliases(a, b):
     status, _ = call(b.tt.add_twin_ledger_entry, twin, "owner", body={"entries": {"x": {"value": 1}}})
     assert status == 403
     assert UUID_RE.match(a.account)
+
+
+def test_history_keeps_the_newest_1000_values(a):
+    """Trusted Twin keeps the most recent 1,000 values of an entry's
+    history whatever its retention; older ones are gone (the store holds no
+    unbounded history, the AAS mirror's included)."""
+    twin = create_twin(a.tt)
+    add(a, twin, {"h": {"value": 0, "history": "INF"}})
+    for v in range(1, 1006):
+        ok(a.tt.update_twin_ledger_entry, twin, body={"entries": {"h": {"value": v}}})
+    kept: list = []
+    le = None
+    while True:
+        params = {"entries": ["h"], "limit": 100, **({"le": le} if le is not None else {})}
+        page = history(a.tt, twin, params=params)["h"]
+        if not page:
+            break
+        kept += list(page.values())
+        le = min(float(t) for t in page) - 0.0005
+    assert len(kept) == 1000, len(kept)
+    assert kept[0] == 1005 and kept[-1] == 6, (kept[:3], kept[-3:])

@@ -26,7 +26,12 @@ use support::{start_host, start_mosquitto, AnyError, Host};
 /// The broker's host: CoAP and admin on free ports, MQTT bridged to `mqtt_port`.
 fn start_broker_host(dir: &std::path::Path, mqtt_port: u16) -> Result<Host, AnyError> {
     let port = mqtt_port.to_string();
-    let extra = ["--coap-port", "0", "--admin-port", "0", "--mqtt-host", "127.0.0.1", "--mqtt-port", port.as_str()];
+    // All CoAP senders of the bench share 127.0.0.1: the per-address rate
+    // limit (1,000/s by default) is lifted so the bench measures the inbox.
+    let extra = [
+        "--coap-port", "0", "--admin-port", "0", "--mqtt-host", "127.0.0.1", "--mqtt-port", port.as_str(),
+        "--coap-rate-per-ip", "10000000",
+    ];
     let (host, _) = start_host(&dir.join("data"), None, true, &extra)?;
     if host.coap.is_none() || host.admin.is_none() {
         return Err("host announced no CoAP or admin address".into());

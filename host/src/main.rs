@@ -201,6 +201,11 @@ pub struct ServeArgs {
     #[arg(long, env = "LIA_AAS_COAP_HOST_EXTERN", default_value = "127.0.0.1")]
     coap_host: String,
 
+    /// CoAP datagrams per second one source address may send (twice that
+    /// in a burst); more are dropped before they are parsed.
+    #[arg(long, env = "TWINLATTICE_COAP_RATE_PER_IP", default_value_t = 1_000)]
+    coap_rate_per_ip: u32,
+
     /// CoAP port of the I4.0 broker's inbox; 0 picks a free one.
     #[arg(long, env = "LIA_AAS_COAP_PORT_INTERN", default_value_t = 5683)]
     coap_port: u16,

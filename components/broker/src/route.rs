@@ -28,7 +28,7 @@ pub fn route(frame: &Frame, message: &str) -> Option<Reply> {
             Ok(_) => None,
             Err(Failure::Unknown) => Some(error_reply(frame, "404", &format!("receiver {receiver:?} is not registered"))),
             Err(Failure::Rejected(why)) => Some(error_reply(frame, "400", &format!("message to {receiver:?} not routed: {why}"))),
-            Err(Failure::Undeliverable(why)) => {
+            Err(Failure::Undeliverable(why) | Failure::BadAddress(why)) => {
                 Some(error_reply(frame, "502", &format!("delivery to {receiver:?} failed: {why}")))
             }
             Err(Failure::Misconfigured(why)) => {
@@ -50,6 +50,9 @@ enum Failure {
     Unknown,
     Rejected(String),
     Undeliverable(String),
+    /// Every endpoint's address is refused (not allowed, or malformed): a
+    /// later try cannot succeed, so the message is not queued.
+    BadAddress(String),
     /// The broker's own configuration is wrong (the routing-policy link).
     Misconfigured(String),
 }
@@ -173,13 +176,26 @@ fn deliver_now(frame: &Frame, receiver: &str, id: &str, online: bool, message: &
         Decision::Reject(why) => return Err(Failure::Rejected(why)),
     };
     let mut last = String::from("the routing policy gave no endpoint");
+    // Only when every endpoint's address is refused (--delivery-allow) is the
+    // failure final: queueing for a later try would never deliver it.
+    let mut only_bad_addresses = !endpoints.is_empty();
     for endpoint in &endpoints {
         match deliver_with_retries(endpoint, message.as_bytes()) {
             Ok(()) => return Ok(()),
-            Err(why) => last = why,
+            Err(failed) => {
+                only_bad_addresses &= failed.bad_address;
+                last = failed.why;
+            }
         }
     }
-    Err(Failure::Undeliverable(last))
+    Err(if only_bad_addresses { Failure::BadAddress(last) } else { Failure::Undeliverable(last) })
+}
+
+/// Why a delivery to one endpoint failed.
+struct Failed {
+    why: String,
+    /// The address is refused or malformed: no retry can succeed.
+    bad_address: bool,
 }
 
 fn describe(e: &DeliveryError) -> String {
@@ -190,17 +206,19 @@ fn describe(e: &DeliveryError) -> String {
     }
 }
 
-fn deliver_with_retries(endpoint: &Endpoint, payload: &[u8]) -> Result<(), String> {
+fn deliver_with_retries(endpoint: &Endpoint, payload: &[u8]) -> Result<(), Failed> {
     let mut attempt = 0;
     loop {
         match outbound::deliver(endpoint, payload) {
             Ok(()) => return Ok(()),
-            Err(DeliveryError::BadAddress(s)) => return Err(format!("bad address {}: {s}", endpoint.address)),
+            Err(DeliveryError::BadAddress(s)) => {
+                return Err(Failed { why: format!("bad address {}: {s}", endpoint.address), bad_address: true })
+            }
             Err(e) => {
                 let why = format!("{} after {} attempts: {}", endpoint.address, attempt + 1, describe(&e));
                 if attempt >= BACKOFF_MS.len() {
                     log(Level::Warn, "broker", &format!("delivery failed: {why}"));
-                    return Err(why);
+                    return Err(Failed { why, bad_address: false });
                 }
                 clock::sleep_ms(BACKOFF_MS[attempt]);
                 attempt += 1;

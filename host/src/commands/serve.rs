@@ -78,7 +78,9 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
     say(format!("twinlattice http listening on http://{addr}"))?;
 
     say(format!("twinlattice coap listening on coap://{}", coap.local_addr()?))?;
-    let coap_limits = bridges::coap_block1::Limits::new(args.max_body_bytes);
+    let mut coap_limits = bridges::coap_block1::Limits::new(args.max_body_bytes);
+    let per_second = args.coap_rate_per_ip.max(1);
+    coap_limits.rate = bridges::coap_rate::RateLimits { per_second, burst: per_second.saturating_mul(2) };
     tokio::spawn(bridges::coap::serve(runtime.clone(), coap, coap_limits));
 
     let token = Arc::new(crate::admin_auth::AdminToken::create(&args.data_dir)?);

@@ -15,6 +15,7 @@
 //! anything is buffered.
 
 use crate::coap_block1::{Block, Block1Error, Limits, Progress, Reassembler};
+use crate::coap_rate::{Admit, RateLimiter};
 use crate::coap_exchanges::{Answer, AnswerOf, Exchanges, Pending, Seen, CAPACITY, EXCHANGE_LIFETIME};
 use crate::coap_separate::{empty_ack, is_confirmable, Confirmations, SEPARATE_AFTER};
 use crate::inbox::{Inbox, Outcome, Protocol};
@@ -38,6 +39,7 @@ struct Blocks {
 /// Serve the CoAP inbox on `socket`; request bodies (whole or reassembled)
 /// may be at most `limits.max_body_bytes`.
 pub async fn serve(inbox: Arc<dyn Inbox>, socket: UdpSocket, limits: Limits) {
+    enlarge_receive_buffer(&socket);
     let socket = Arc::new(socket);
     let blocks = Arc::new(Blocks {
         block2: Mutex::new(BlockHandler::new(BlockHandlerConfig::default())),
@@ -47,6 +49,7 @@ pub async fn serve(inbox: Arc<dyn Inbox>, socket: UdpSocket, limits: Limits) {
     let exchanges = Arc::new(Exchanges::new(EXCHANGE_LIFETIME, CAPACITY));
     let confirmations = Arc::new(Confirmations::new());
     let mut buf = vec![0u8; 65_536];
+    let mut rate = RateLimiter::new(limits.rate);
     loop {
         let (n, peer) = match socket.recv_from(&mut buf).await {
             Ok(got) => got,
@@ -55,6 +58,13 @@ pub async fn serve(inbox: Arc<dyn Inbox>, socket: UdpSocket, limits: Limits) {
                 continue;
             }
         };
+        // Before anything else: a flooding source costs one lookup here.
+        if let Admit::No { warn } = rate.admit(peer.ip(), Instant::now()) {
+            if let Some(dropped) = warn {
+                tracing::warn!(ip = %peer.ip(), dropped, per_second = limits.rate.per_second, "coap datagrams over the per-address rate dropped");
+            }
+            continue;
+        }
         let datagram = buf[..n].to_vec();
         if confirmations.confirm(peer, &datagram) {
             continue;
@@ -138,6 +148,26 @@ async fn send(socket: &UdpSocket, peer: SocketAddr, bytes: &[u8]) {
 async fn send_when_answered(socket: Arc<UdpSocket>, peer: SocketAddr, first: AnswerOf) {
     if let Some(bytes) = first.answer().await {
         send(&socket, peer, &bytes).await;
+    }
+}
+
+/// Bytes of datagrams the kernel may hold for the inbox. The default
+/// (about 200 KiB) is gone in a few milliseconds of a flood, and then the
+/// kernel drops other senders' datagrams too; with this, the receive loop
+/// (which drops a flooding address's excess at the cost of a lookup) has
+/// time to catch up. The kernel may grant less (net.core.rmem_max).
+const RECEIVE_BUFFER_BYTES: usize = 8 << 20;
+
+fn enlarge_receive_buffer(socket: &UdpSocket) {
+    let sock = socket2::SockRef::from(socket);
+    if let Err(e) = sock.set_recv_buffer_size(RECEIVE_BUFFER_BYTES) {
+        tracing::warn!(error = %e, "cannot enlarge the CoAP receive buffer");
+    }
+    match sock.recv_buffer_size() {
+        Ok(got) if got < RECEIVE_BUFFER_BYTES => {
+            tracing::info!(wanted = RECEIVE_BUFFER_BYTES, got, "CoAP receive buffer smaller than wanted (raise net.core.rmem_max)")
+        }
+        _ => {}
     }
 }
 

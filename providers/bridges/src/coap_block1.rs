@@ -70,6 +70,8 @@ pub struct Limits {
     pub max_transfers_per_peer: usize,
     pub idle: Duration,
     pub lifetime: Duration,
+    /// Datagrams per source address (checked before any parsing).
+    pub rate: crate::coap_rate::RateLimits,
 }
 
 impl Limits {
@@ -77,7 +79,14 @@ impl Limits {
     /// 8 per source IP, 30 s idle, 2 minutes in all (1 MiB in 1 KiB blocks
     /// takes 1,024 round trips: 2 minutes allow about 100 ms per trip).
     pub fn new(max_body_bytes: usize) -> Limits {
-        Limits { max_body_bytes, max_transfers: 32, max_transfers_per_peer: 8, idle: Duration::from_secs(30), lifetime: Duration::from_secs(120) }
+        Limits {
+            max_body_bytes,
+            max_transfers: 32,
+            max_transfers_per_peer: 8,
+            idle: Duration::from_secs(30),
+            lifetime: Duration::from_secs(120),
+            rate: crate::coap_rate::RateLimits::default(),
+        }
     }
 }
 
@@ -230,7 +239,14 @@ mod tests {
     }
 
     fn limits() -> Limits {
-        Limits { max_body_bytes: 64, max_transfers: 3, max_transfers_per_peer: 2, idle: Duration::from_secs(10), lifetime: Duration::from_secs(30) }
+        Limits {
+            max_body_bytes: 64,
+            max_transfers: 3,
+            max_transfers_per_peer: 2,
+            idle: Duration::from_secs(10),
+            lifetime: Duration::from_secs(30),
+            rate: Default::default(),
+        }
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod address_policy;
 pub mod coap;
 pub mod coap_block1;
 pub mod coap_exchanges;
+pub mod coap_rate;
 pub mod coap_separate;
 pub mod delivery;
 pub mod embedded_mqtt;

@@ -24,6 +24,8 @@ const CHUNK: u64 = 32;
 /// dropped, so no entry's history (the AAS mirror's included) grows
 /// without bound.
 const MAX_VALUES: u64 = 1_000;
+/// The largest value kept whole in a history (see `push_item`).
+const MAX_ITEM_BYTES: usize = 64 * 1024;
 const NOT_ACCESSIBLE: &str = "Entry not accessible.";
 
 /// A retention string (`^([1-9][0-9]{0,2}[DWMY]|INF)$`) as milliseconds;
@@ -59,8 +61,18 @@ fn cutoff(entry: &Entry, now: i64) -> i64 {
 /// One stored history value: its time (8 bytes, little-endian
 /// milliseconds), the length of its JSON text (4 bytes) and the text, so a
 /// read splices the text into the answer without parsing it.
+///
+/// A value larger than `MAX_ITEM_BYTES` (only the AAS mirror's descriptors
+/// can be: ledger bodies are within the 64 KB quota) is kept as a summary,
+/// `{"omitted": "larger than … bytes", "bytes": N}`: the newest version is
+/// the entry's value, and a thousand full copies of a 1 MiB descriptor
+/// would be a gigabyte per shell.
 pub fn push_item(chunk: &mut Vec<u8>, at: i64, value: &Value) -> ApiResult<()> {
-    let json = serde_json::to_vec(value).map_err(ApiError::storage)?;
+    let mut json = serde_json::to_vec(value).map_err(ApiError::storage)?;
+    if json.len() > MAX_ITEM_BYTES {
+        let summary = json!({ "omitted": format!("larger than {MAX_ITEM_BYTES} bytes"), "bytes": json.len() });
+        json = serde_json::to_vec(&summary).map_err(ApiError::storage)?;
+    }
     let len = u32::try_from(json.len()).map_err(|_| ApiError::storage("history value too large"))?;
     chunk.extend_from_slice(&at.to_le_bytes());
     chunk.extend_from_slice(&len.to_le_bytes());
