@@ -80,24 +80,24 @@ impl store::Host for KeyValueView<'_> {
 
 impl store::HostBucket for KeyValueView<'_> {
     fn get(&mut self, b: Resource<BucketHandle>, key: String) -> Result<Option<Vec<u8>>, KvError> {
-        Ok(self.ctx.store.get(&self.bucket(&b)?, &key)?)
+        Ok(self.ctx.store.get(self.bucket(&b)?, &key)?)
     }
 
     fn set(&mut self, b: Resource<BucketHandle>, key: String, value: Vec<u8>) -> Result<(), KvError> {
-        Ok(self.ctx.store.write(&self.bucket(&b)?, &[(key, value)], &[])?)
+        Ok(self.ctx.store.write(self.bucket(&b)?, &[(key, value)], &[])?)
     }
 
     fn delete(&mut self, b: Resource<BucketHandle>, key: String) -> Result<(), KvError> {
-        Ok(self.ctx.store.write(&self.bucket(&b)?, &[], &[key])?)
+        Ok(self.ctx.store.write(self.bucket(&b)?, &[], &[key])?)
     }
 
     fn exists(&mut self, b: Resource<BucketHandle>, key: String) -> Result<bool, KvError> {
-        Ok(self.ctx.store.get(&self.bucket(&b)?, &key)?.is_some())
+        Ok(self.ctx.store.get(self.bucket(&b)?, &key)?.is_some())
     }
 
     fn list_keys(&mut self, b: Resource<BucketHandle>, cursor: Option<u64>) -> Result<store::KeyResponse, KvError> {
         let skip = cursor.unwrap_or(0);
-        let (keys, more) = self.ctx.store.list_keys(&self.bucket(&b)?, skip, LIST_KEYS_PAGE)?;
+        let (keys, more) = self.ctx.store.list_keys(self.bucket(&b)?, skip, LIST_KEYS_PAGE)?;
         let next = more.then(|| skip + keys.len() as u64);
         Ok(store::KeyResponse { keys, cursor: next })
     }
@@ -110,22 +110,22 @@ impl store::HostBucket for KeyValueView<'_> {
 
 impl atomics::Host for KeyValueView<'_> {
     fn increment(&mut self, b: Resource<BucketHandle>, key: String, delta: u64) -> Result<u64, KvError> {
-        Ok(self.ctx.store.increment(&self.bucket(&b)?, &key, delta)?)
+        Ok(self.ctx.store.increment(self.bucket(&b)?, &key, delta)?)
     }
 }
 
 impl batch::Host for KeyValueView<'_> {
     fn get_many(&mut self, b: Resource<BucketHandle>, keys: Vec<String>) -> Result<Vec<Option<(String, Vec<u8>)>>, KvError> {
-        let values = self.ctx.store.get_many(&self.bucket(&b)?, &keys)?;
+        let values = self.ctx.store.get_many(self.bucket(&b)?, &keys)?;
         Ok(keys.into_iter().zip(values).map(|(k, v)| v.map(|v| (k, v))).collect())
     }
 
     fn set_many(&mut self, b: Resource<BucketHandle>, key_values: Vec<(String, Vec<u8>)>) -> Result<(), KvError> {
-        Ok(self.ctx.store.write(&self.bucket(&b)?, &key_values, &[])?)
+        Ok(self.ctx.store.write(self.bucket(&b)?, &key_values, &[])?)
     }
 
     fn delete_many(&mut self, b: Resource<BucketHandle>, keys: Vec<String>) -> Result<(), KvError> {
-        Ok(self.ctx.store.write(&self.bucket(&b)?, &[], &keys)?)
+        Ok(self.ctx.store.write(self.bucket(&b)?, &[], &keys)?)
     }
 }
 
