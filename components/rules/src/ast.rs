@@ -1,7 +1,9 @@
 //! The parsed form of a rule.
 
-use regex::Regex;
+use regex::{Regex, RegexBuilder};
 use serde_json::Value;
+
+use crate::limits::{REGEX_NEST_LIMIT, REGEX_SIZE_LIMIT};
 
 #[derive(Debug, Clone)]
 pub(crate) enum Expr {
@@ -17,9 +19,17 @@ pub(crate) enum Expr {
     Object(Vec<(Expr, Expr)>),
     Neg(Box<Expr>),
     Not(Box<Expr>),
-    And(Box<Expr>, Box<Expr>),
-    Or(Box<Expr>, Box<Expr>),
+    /// `a and b and ...`, held flat (at least two operands) so that a long
+    /// run costs no stack.
+    And(Vec<Expr>),
+    /// `a or b or ...`, flat like `And`.
+    Or(Vec<Expr>),
     Binary(BinOp, Box<Expr>, Box<Expr>),
+    /// `first op1 e1 op2 e2 ...`: a run of at least two `+ -` or
+    /// `* / // %` operators, evaluated left to right. Held flat so that a
+    /// long run costs no stack, and so that a string or array being built
+    /// is appended to in place instead of copied at every step.
+    Chain(Box<Expr>, Vec<(BinOp, Expr)>),
     Regex {
         op: RegexOp,
         subject: Box<Expr>,
@@ -112,11 +122,16 @@ pub(crate) enum Pattern {
 
 /// Compiles `pattern` for a regex operator: `\A(?:pattern)\z` when the
 /// whole string must match. The bare pattern is checked first so that an
-/// unbalanced `)` cannot escape the anchoring group.
+/// unbalanced `)` cannot escape the anchoring group. Size and nesting
+/// are limited (see [`REGEX_SIZE_LIMIT`]), so a pattern cannot make the
+/// compiler take unbounded memory or stack.
 pub(crate) fn compile(pattern: &str, full: bool) -> Result<Regex, regex::Error> {
-    let bare = Regex::new(pattern)?;
+    let build =
+        |pattern: &str, nest: u32| RegexBuilder::new(pattern).size_limit(REGEX_SIZE_LIMIT).nest_limit(nest).build();
+    let bare = build(pattern, REGEX_NEST_LIMIT)?;
     if full {
-        Regex::new(&format!(r"\A(?:{pattern})\z"))
+        // The anchoring group is one more level.
+        build(&format!(r"\A(?:{pattern})\z"), REGEX_NEST_LIMIT + 1)
     } else {
         Ok(bare)
     }
@@ -129,11 +144,15 @@ impl Expr {
             Expr::Literal(_) => {}
             Expr::Var(name) => f(name),
             Expr::Attr(base, _) | Expr::Neg(base) | Expr::Not(base) => base.visit_vars(f),
-            Expr::Index(a, b) | Expr::And(a, b) | Expr::Or(a, b) | Expr::Binary(_, a, b) => {
+            Expr::Index(a, b) | Expr::Binary(_, a, b) => {
                 a.visit_vars(f);
                 b.visit_vars(f);
             }
-            Expr::Array(items) => items.iter().for_each(|e| e.visit_vars(f)),
+            Expr::Array(items) | Expr::And(items) | Expr::Or(items) => items.iter().for_each(|e| e.visit_vars(f)),
+            Expr::Chain(first, rest) => {
+                first.visit_vars(f);
+                rest.iter().for_each(|(_, e)| e.visit_vars(f));
+            }
             Expr::Object(entries) => entries.iter().for_each(|(k, v)| {
                 k.visit_vars(f);
                 v.visit_vars(f);
@@ -149,6 +168,19 @@ impl Expr {
                 a.visit_vars(f);
                 b.visit_vars(f);
             }
+        }
+    }
+
+    /// How many operands the node has (not counting theirs).
+    pub(crate) fn operands(&self) -> usize {
+        match self {
+            Expr::Literal(_) | Expr::Var(_) => 0,
+            Expr::Attr(..) | Expr::Neg(_) | Expr::Not(_) => 1,
+            Expr::Index(..) | Expr::Binary(..) | Expr::Regex { .. } => 2,
+            Expr::Ternary(..) => 3,
+            Expr::Array(items) | Expr::And(items) | Expr::Or(items) => items.len(),
+            Expr::Object(entries) => 2 * entries.len(),
+            Expr::Chain(_, rest) => 1 + rest.len(),
         }
     }
 }

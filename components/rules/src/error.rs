@@ -1,6 +1,8 @@
 //! The two error types: a rule that cannot be parsed, and a parsed rule
 //! that cannot be evaluated against a given scope.
 
+use crate::limits::Limit;
+
 /// A rule's text is not valid rule syntax.
 ///
 /// Displays as `at position 7: expected an operand, found ')'`.
@@ -12,11 +14,18 @@ pub struct ParseError {
     pub position: usize,
     /// What was wrong, without the position.
     pub message: String,
+    /// The limit exceeded, when that is what was wrong; `message` is then
+    /// its text (`rule nesting deeper than 64`).
+    pub limit: Option<Limit>,
 }
 
 impl ParseError {
     pub(crate) fn new(position: usize, message: impl Into<String>) -> Self {
-        Self { position, message: message.into() }
+        Self { position, message: message.into(), limit: None }
+    }
+
+    pub(crate) fn over(position: usize, limit: Limit) -> Self {
+        Self { position, message: limit.to_string(), limit: Some(limit) }
     }
 }
 
@@ -44,4 +53,9 @@ pub enum EvalError {
     /// A mapping literal's key evaluated to something other than a string.
     #[error("mapping keys must be strings, found {found}")]
     MappingKey { found: &'static str },
+    /// The evaluation exceeded its budget or another limit. Unlike the
+    /// other errors this says more about the rule than about the data:
+    /// an API may refuse such a rule rather than count it as false.
+    #[error(transparent)]
+    Limit(#[from] Limit),
 }

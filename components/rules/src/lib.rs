@@ -21,6 +21,7 @@ mod cache;
 mod error;
 mod eval;
 mod lexer;
+mod limits;
 mod parser;
 
 use std::collections::{BTreeMap, HashMap};
@@ -30,6 +31,7 @@ use serde_json::{Map, Value};
 
 pub use cache::RuleCache;
 pub use error::{EvalError, ParseError};
+pub use limits::{Limit, Limits, REGEX_NEST_LIMIT, REGEX_SIZE_LIMIT};
 
 /// Where a rule's top-level variables (`TWIN`, `USER`, `entry_value`, ...)
 /// come from. A variable the scope does not have reads as `null`.
@@ -78,18 +80,27 @@ pub struct Rule {
     expr: ast::Expr,
     /// The top-level variables read, sorted and deduplicated.
     variables: Box<[Box<str>]>,
+    /// The limits it was parsed under, which bound its evaluations too.
+    limits: Limits,
 }
 
 impl Rule {
-    /// Parses rule text. Constant patterns of regex operators are compiled
-    /// here, so an invalid one is a parse error.
+    /// Parses rule text under [`Limits::DEFAULT`]. Constant patterns of
+    /// regex operators are compiled here, so an invalid one is a parse
+    /// error; so is a rule over a limit ([`ParseError::limit`] says which).
     pub fn parse(source: &str) -> Result<Rule, ParseError> {
-        let expr = parser::parse(source)?;
+        Self::parse_with(source, &Limits::DEFAULT)
+    }
+
+    /// Parses rule text under `limits`, which also bound each evaluation
+    /// of the rule.
+    pub fn parse_with(source: &str, limits: &Limits) -> Result<Rule, ParseError> {
+        let expr = parser::parse(source, limits)?;
         let mut variables: Vec<Box<str>> = Vec::new();
         expr.visit_vars(&mut |name| variables.push(name.into()));
         variables.sort_unstable();
         variables.dedup();
-        Ok(Rule { source: source.into(), expr, variables: variables.into() })
+        Ok(Rule { source: source.into(), expr, variables: variables.into(), limits: *limits })
     }
 
     /// The text the rule was parsed from.
@@ -98,17 +109,32 @@ impl Rule {
     }
 
     /// The rule's value in `scope`. Missing variables, members and
-    /// elements read as `null`; type errors (`null < 3`), division by zero
-    /// and invalid computed regex patterns are errors.
+    /// elements read as `null`; type errors (`null < 3`), division by zero,
+    /// invalid computed regex patterns and exceeding the evaluation budget
+    /// ([`EvalError::Limit`]) are errors.
     pub fn evaluate<S: Scope + ?Sized>(&self, scope: &S) -> Result<Value, EvalError> {
-        eval::eval(&self.expr, scope).map(std::borrow::Cow::into_owned)
+        let mut budget = limits::Budget::new(&self.limits);
+        eval::eval(&self.expr, scope, &mut budget).map(std::borrow::Cow::into_owned)
     }
 
     /// Whether the rule holds in `scope`: its value is truthy in Python's
     /// sense (not `null`, `false`, `0`, `""`, `[]` or `{}`). A rule that
     /// fails to evaluate does not hold.
     pub fn is_true<S: Scope + ?Sized>(&self, scope: &S) -> bool {
-        eval::test(&self.expr, scope).unwrap_or(false)
+        self.test(scope).unwrap_or(false)
+    }
+
+    /// Whether the rule holds in `scope`, or why it could not be
+    /// evaluated: for callers that treat some errors (an exceeded
+    /// [`Limit`]) differently from "does not hold".
+    pub fn test<S: Scope + ?Sized>(&self, scope: &S) -> Result<bool, EvalError> {
+        let mut budget = limits::Budget::new(&self.limits);
+        eval::test(&self.expr, scope, &mut budget)
+    }
+
+    /// The limits the rule was parsed under and is evaluated under.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
     }
 
     /// Whether the rule reads the top-level variable `variable`, so a

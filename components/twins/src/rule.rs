@@ -2,7 +2,7 @@
 //! checked at write time, evaluated against the variables of one request.
 
 use crate::error::{ApiError, ApiResult};
-use rules::{RuleCache, Scope};
+use rules::{EvalError, RuleCache, Scope};
 use serde_json::Value;
 use std::cell::RefCell;
 
@@ -21,6 +21,22 @@ pub fn check(what: &str, source: &str) -> ApiResult<()> {
 pub fn holds(source: &str, vars: &Vars) -> bool {
     let rule = CACHE.with(|c| c.borrow_mut().get_or_parse(source).ok());
     rule.is_some_and(|r| r.is_true(vars))
+}
+
+/// Whether a scan's `match` rule holds for `vars`. As in `holds`, an
+/// evaluation error is false (a twin without the data the rule reads does
+/// not match), except an exceeded limit: that says the rule costs too much,
+/// not that this twin fails it, so the request is refused with a 400 naming
+/// the limit instead of scanning on at the limit's cost per twin.
+pub fn matches(source: &str, vars: &Vars) -> ApiResult<bool> {
+    let rule = CACHE
+        .with(|c| c.borrow_mut().get_or_parse(source))
+        .map_err(|e| ApiError::format(format!("Invalid rule in 'match': {e}.")))?;
+    match rule.test(vars) {
+        Ok(holds) => Ok(holds),
+        Err(EvalError::Limit(limit)) => Err(ApiError::format(format!("Rule in 'match' exceeds a limit: {limit}."))),
+        Err(_) => Ok(false),
+    }
 }
 
 /// The truth of a rule that reads no variable (`"true"`, `1 == 1`), so

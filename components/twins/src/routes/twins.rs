@@ -156,8 +156,10 @@ pub fn scan(c: &Caller, call: &Call) -> ApiResult<Answer> {
             if !access::twin_accessible(c, &twin, &vars) {
                 continue;
             }
-            if matcher.as_deref().is_some_and(|m| !rule::holds(m, &vars)) {
-                continue;
+            if let Some(m) = matcher.as_deref() {
+                if !rule::matches(m, &vars)? {
+                    continue;
+                }
             }
             found.push(if details { twin.to_json() } else { json!(twin.uuid) });
             if found.len() as u64 >= count {
