@@ -135,11 +135,16 @@ async fn handle(runtime: Arc<Runtime>, req: hyper::Request<Incoming>, limits: Ht
     };
     let face = Face::of(pool.name());
     let (parts, body) = req.into_parts();
-    let body = match tokio::time::timeout(limits.body_read_timeout, read_body(&parts.headers, body, limits.max_body_bytes)).await {
-        Ok(body) => body,
-        Err(_) => {
-            tracing::warn!(path = parts.uri.path(), timeout_ms = limits.body_read_timeout.as_millis() as u64, "request body too slow");
-            return host_answer(face, hyper::StatusCode::REQUEST_TIMEOUT, "the request body did not arrive in time");
+    // Most GETs have no body: no read, and no timer to arm for one.
+    let body = if hyper::body::Body::is_end_stream(&body) {
+        face::Body::None
+    } else {
+        match tokio::time::timeout(limits.body_read_timeout, read_body(&parts.headers, body, limits.max_body_bytes)).await {
+            Ok(body) => body,
+            Err(_) => {
+                tracing::warn!(path = parts.uri.path(), timeout_ms = limits.body_read_timeout.as_millis() as u64, "request body too slow");
+                return host_answer(face, hyper::StatusCode::REQUEST_TIMEOUT, "the request body did not arrive in time");
+            }
         }
     };
     let permit = runtime.admit().await;
