@@ -366,6 +366,25 @@ def server(tmp_path_factory):
 
 
 @pytest.fixture
+def broker_factory(tmp_path_factory):
+    """Broker envs of a test's own (mosquitto + twinlattice, see
+    broker_peers.BrokerEnv), closed at teardown:
+    `broker_factory(mqtt=True, heartbeat_ttl_secs=None, extra_args=())`."""
+    from broker_peers import BrokerEnv  # broker_peers imports this module
+
+    made: list = []
+
+    def make(**kwargs):
+        e = BrokerEnv(tmp_path_factory.mktemp("broker-own"), **kwargs)
+        made.append(e)
+        return e
+
+    yield make
+    for e in made:
+        e.close()
+
+
+@pytest.fixture
 def server_factory(tmp_path_factory):
     """Start extra servers: `server_factory(extra_args=[...], env={...})`.
 

@@ -104,21 +104,6 @@ def env(broker):
     return broker
 
 
-@pytest.fixture
-def broker_factory(tmp_path_factory):
-    """Own envs: `broker_factory(mqtt=True, heartbeat_ttl_secs=None, extra_args=())`."""
-    made: list[BrokerEnv] = []
-
-    def make(**kwargs) -> BrokerEnv:
-        e = BrokerEnv(tmp_path_factory.mktemp("broker-own"), **kwargs)
-        made.append(e)
-        return e
-
-    yield make
-    for e in made:
-        e.close()
-
-
 @pytest.fixture(scope="module")
 def fleet(broker):
     """Two registered AAS per protocol on the shared env, each registered over its own protocol.

@@ -14,20 +14,6 @@ import pytest
 from broker_peers import BrokerEnv, app_msg, message_id
 
 
-@pytest.fixture
-def broker_factory(tmp_path_factory):
-    made: list[BrokerEnv] = []
-
-    def make(**kwargs) -> BrokerEnv:
-        e = BrokerEnv(tmp_path_factory.mktemp("queue"), **kwargs)
-        made.append(e)
-        return e
-
-    yield make
-    for e in made:
-        e.close()
-
-
 def delivered_in_order(rx, mids: list[str]) -> list[str]:
     """The message ids rx received, in arrival order, restricted to `mids`."""
     return [message_id(r.doc) for r in rx.rec.snapshot() if message_id(r.doc) in mids]

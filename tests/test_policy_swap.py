@@ -19,21 +19,6 @@ from broker_peers import BrokerEnv, SteadyStream, app_msg, assert_error_message,
 from conftest import require_binary
 
 
-@pytest.fixture
-def broker_factory(tmp_path_factory):
-    """Own envs (mosquitto + twinlattice), closed at teardown."""
-    made: list[BrokerEnv] = []
-
-    def make(**kwargs) -> BrokerEnv:
-        e = BrokerEnv(tmp_path_factory.mktemp("policy"), **kwargs)
-        made.append(e)
-        return e
-
-    yield make
-    for e in made:
-        e.close()
-
-
 def admin_url(env: BrokerEnv) -> str:
     for line in env.server.stdout_lines:
         if line.startswith("twinlattice admin listening on "):

@@ -41,21 +41,6 @@ def loop_env(tmp_path_factory):
     env.close()
 
 
-@pytest.fixture
-def broker_factory(tmp_path_factory):
-    """Own broker envs (mosquitto + twinlattice): `broker_factory(**BrokerEnv kwargs)`."""
-    made: list[BrokerEnv] = []
-
-    def make(**kwargs) -> BrokerEnv:
-        e = BrokerEnv(tmp_path_factory.mktemp("broker-sec"), **kwargs)
-        made.append(e)
-        return e
-
-    yield make
-    for e in made:
-        e.close()
-
-
 # --------------------------------------------------------------------------
 # The admin endpoint (M6; the SSRF target of C3)
 # --------------------------------------------------------------------------

@@ -23,20 +23,6 @@ from broker_peers import BrokerEnv, heartbeat_msg
 pytestmark = pytest.mark.embedded
 
 
-@pytest.fixture
-def broker_factory(tmp_path_factory):
-    """Own broker envs (mosquitto + twinlattice): `broker_factory(**BrokerEnv kwargs)`."""
-    made: list[BrokerEnv] = []
-
-    def make(**kwargs) -> BrokerEnv:
-        e = BrokerEnv(tmp_path_factory.mktemp("broker-sec"), **kwargs)
-        made.append(e)
-        return e
-
-    yield make
-    for e in made:
-        e.close()
-
 SOAK_SECONDS = 30.0
 MAX_GAP = 2.0
 

@@ -22,16 +22,19 @@ fn word(online: bool) -> &'static str {
     if online { "online" } else { "offline" }
 }
 
-/// Write `online` into `id`'s descriptor when it differs from what was last
-/// written. Returns whether the descriptor changed.
-pub fn mark(id: &str, online: bool) -> bool {
-    match lease::get(id) {
+/// Write `online` into `id`'s descriptor when it differs from what its
+/// lease (just renewed by the caller) says was last written. Returns whether
+/// the descriptor changed.
+pub fn mark(id: &str, online: bool, lease: Option<&lease::Lease>) -> bool {
+    match lease {
         Some(l) if l.shown == Some(online) => false,
-        _ => write(id, online),
+        Some(l) => write(id, online, l),
+        None => false,
     }
 }
 
-fn write(id: &str, online: bool) -> bool {
+/// Write the extension, then record it in the lease.
+fn write(id: &str, online: bool, lease: &lease::Lease) -> bool {
     let text = match shells::get(id) {
         Ok(text) => text,
         Err(RegistryError::NotFound(_)) => {
@@ -52,7 +55,7 @@ fn write(id: &str, online: bool) -> bool {
     list.push(json!({ "name": EXTENSION, "valueType": "xs:string", "value": word(online) }));
     match shells::put(id, &descriptor.to_string(), Dialect::V3) {
         Ok(_) => {
-            lease::set_shown(id, Some(online));
+            lease::put(id, &lease::Lease { shown: Some(online), ..lease.clone() });
             true
         }
         Err(e) => {
@@ -60,11 +63,6 @@ fn write(id: &str, online: bool) -> bool {
             false
         }
     }
-}
-
-/// Forget what was last written for `id` (its descriptor was replaced).
-pub fn forget(id: &str) {
-    lease::set_shown(id, None);
 }
 
 /// Mark every AAS whose state changed; returns how many changed. Only AAS
@@ -76,7 +74,7 @@ pub fn sweep() -> u32 {
     let now = crate::clock::now_ms();
     lease::for_each(|id, l| {
         let online = l.online(now);
-        if l.shown != Some(online) && write(&id, online) {
+        if l.shown != Some(online) && write(&id, online, &l) {
             changed += 1;
         }
     });

@@ -69,25 +69,20 @@ impl Lease {
     }
 }
 
-fn put(id: &str, lease: &Lease) -> bool {
+/// Store `lease` as `id`'s. Returns false when storage failed.
+pub fn put(id: &str, lease: &Lease) -> bool {
     with_bucket(|b| b.set(&key(id), lease.text().as_bytes()).is_ok()).unwrap_or(false)
 }
 
-/// Renew `id`'s lease from now (keeping what its descriptor shows).
-/// Returns false when storage failed.
-pub fn renew(id: &str) -> bool {
+/// Renew `id`'s lease from now. With `keep_shown` the old lease's record of
+/// what the descriptor shows is kept (one read); without it (a registration
+/// just replaced the descriptor) it is unknown and no read is needed. Returns the new
+/// lease, or `None` when storage failed.
+pub fn renew(id: &str, keep_shown: bool) -> Option<Lease> {
     let now = clock::now_ms();
-    let shown = get(id).and_then(|l| l.shown);
-    put(id, &Lease { last_ms: now, expires_ms: now + ttl_ms(), shown })
-}
-
-/// Record what `id`'s descriptor now shows (`None`: unknown, as after the
-/// descriptor was replaced by its owner).
-pub fn set_shown(id: &str, shown: Option<bool>) -> bool {
-    match get(id) {
-        Some(lease) if lease.shown != shown => put(id, &Lease { shown, ..lease }),
-        _ => true,
-    }
+    let shown = if keep_shown { get(id).and_then(|l| l.shown) } else { None };
+    let lease = Lease { last_ms: now, expires_ms: now + ttl_ms(), shown };
+    put(id, &lease).then_some(lease)
 }
 
 /// Drop `id`'s lease (its AAS is no longer registered).

@@ -83,11 +83,10 @@ fn register(frame: &Frame) -> Reply {
     };
     match shells::put(&id, &descriptor.to_string(), dialect) {
         Ok(outcome) => {
-            lease::renew(&id);
-            // The put above wrote the sender's descriptor as sent: the
-            // liveness extension has to be written again.
-            descriptor_liveness::forget(&id);
-            descriptor_liveness::mark(&id, true);
+            // The put above wrote the sender's descriptor as sent: what it
+            // shows is unknown, so the liveness extension is written again.
+            let renewed = lease::renew(&id, false);
+            descriptor_liveness::mark(&id, true, renewed.as_ref());
             route::drain_queue(&id);
             if outcome == PutOutcome::Replaced {
                 ack("S", "200", "The Asset Administration Shell's descriptor registration is successfully renewed")
@@ -108,8 +107,8 @@ fn heartbeat(frame: &Frame) -> Reply {
     let known = shells::resolve(&frame.sender_id).ok();
     let elements = match &known {
         Some(id) => {
-            lease::renew(id);
-            descriptor_liveness::mark(id, true);
+            let renewed = lease::renew(id, true);
+            descriptor_liveness::mark(id, true, renewed.as_ref());
             route::drain_queue(id);
             Vec::new()
         }

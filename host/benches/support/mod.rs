@@ -160,18 +160,18 @@ pub fn get_request(path: &str) -> Vec<u8> {
 /// A prepared request with `headers` and `body` (Content-Length always set).
 /// A request to the host's admin endpoint: a loopback Host and its token.
 pub fn admin_request(host: &Host, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
-    let mut out = format!("{method} {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: Bearer {}\r\n", host.admin_token);
-    for (name, value) in headers {
-        out.push_str(&format!("{name}: {value}\r\n"));
-    }
-    out.push_str(&format!("content-length: {}\r\n\r\n", body.len()));
-    let mut out = out.into_bytes();
-    out.extend_from_slice(body);
-    out
+    let authorization = format!("Bearer {}", host.admin_token);
+    let mut all = vec![("authorization", authorization.as_str())];
+    all.extend_from_slice(headers);
+    raw_request("127.0.0.1", method, path, &all, body)
 }
 
 pub fn request(method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
-    let mut out = format!("{method} {path} HTTP/1.1\r\nhost: bench\r\n");
+    raw_request("bench", method, path, headers, body)
+}
+
+fn raw_request(host_header: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
+    let mut out = format!("{method} {path} HTTP/1.1\r\nhost: {host_header}\r\n");
     for (name, value) in headers {
         out.push_str(&format!("{name}: {value}\r\n"));
     }
