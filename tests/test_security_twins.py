@@ -1,10 +1,10 @@
 """Security of the twin API's authorization (components/twins/API.md,
 "Rights", "Authentication and secrets", "Who sees what").
 
-One test per finding of the security review (H1, H2, H12, M7): role
+One test per finding of the security review (H1, H2, H12, M7, M9): role
 escalation inside an account, secrets of stronger users, PIN races,
-revocation, and the `LEDGER` oracle across accounts. Each drives the real
-server over HTTP, as an attacker would.
+revocation, the `LEDGER` oracle across accounts, and identity index races
+and bounds. Each drives the real server over HTTP, as an attacker would.
 """
 
 from __future__ import annotations
@@ -224,3 +224,100 @@ def test_a_reference_source_is_judged_for_the_referencing_account_alone(server):
     assert got["r"]["ref"]["status"] == "not_found" and got["r"]["value"] is None, got
     # the source itself still answers a reader holding the key
     assert ledger(c.tt, twin, a.account, dictionary={"key": "k1"})["src"]["value"] == "for key holders"
+
+
+# --------------------------------------------------------------------------
+# M9: identity indexes
+# --------------------------------------------------------------------------
+
+EXISTS = dict(http=400, subcode=400358)
+QUOTA = dict(http=400, subcode=400141)
+# components/twins/API.md, "Identities": the bounds per account.
+IDENTITIES_PER_TWIN = 1000
+TWINS_PER_IDENTITY = 1000
+
+
+def identity_names(tt, twin: str, **params) -> set[str]:
+    return set(ok(tt.get_twin_identities, twin, params=params or None)["identities"])
+
+
+def test_concurrent_creates_of_one_identity_have_exactly_one_winner(server):
+    a = account(server)
+    for round_ in range(3):
+        twin = create_twin(a.tt)
+        name = f"SN#race{round_}"
+        n = 8
+        barrier = threading.Barrier(n)
+        codes: list[int] = []
+        guard = threading.Lock()
+
+        def go() -> None:
+            barrier.wait()
+            r = requests.post(f"{twin_api_url(server)}/twins/{twin}/identities", timeout=HTTP_TIMEOUT,
+                              headers={"Authorization": a.secret}, json={"identities": {name: {}}})
+            with guard:
+                codes.append(r.status_code)
+                if r.status_code != 201:
+                    assert r.json()["subcode"] == EXISTS["subcode"], r.text
+
+        threads = [threading.Thread(target=go) for _ in range(n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(codes) == [201] + [400] * (n - 1), (round_, codes)
+        assert identity_names(a.tt, twin) == {name}
+        assert ok(a.tt.resolve_twin_identity, name) == {"twins": [twin]}
+
+
+def test_identities_per_twin_and_account_are_bounded_and_a_foreign_account_cannot_squat(server):
+    victim = account(server)
+    attacker = account(server)
+    twin = create_twin(victim.tt)
+    # the attacker (whose Super Admin may access the twin) fills its own share
+    names = {f"X#{i}": {} for i in range(IDENTITIES_PER_TWIN)}
+    ok(attacker.tt.create_twin_identity, twin, body={"identities": names}, status=201)
+    expect_error(attacker.tt.create_twin_identity, twin, body={"identities": {"X#more": {}}}, **QUOTA)
+    assert "X#more" not in identity_names(attacker.tt, twin)
+    assert len(identity_names(attacker.tt, twin)) == IDENTITIES_PER_TWIN
+    # the owner's own share is untouched by it
+    own = {f"V#{i}": {} for i in range(IDENTITIES_PER_TWIN)}
+    ok(victim.tt.create_twin_identity, twin, body={"identities": own}, status=201)
+    assert identity_names(victim.tt, twin) == set(own)
+    expect_error(victim.tt.create_twin_identity, twin, body={"identities": {"V#more": {}}}, **QUOTA)
+    # one request over the bound stores nothing at all
+    other = create_twin(victim.tt)
+    too_many = {f"Y#{i}": {} for i in range(IDENTITIES_PER_TWIN + 1)}
+    expect_error(victim.tt.create_twin_identity, other, body={"identities": too_many}, **QUOTA)
+    assert identity_names(victim.tt, other) == set()
+    assert ok(victim.tt.resolve_twin_identity, "Y#0") == {"twins": []}
+    # deleting one makes room for one
+    ok(victim.tt.delete_twin_identity, twin, "V#0")
+    ok(victim.tt.create_twin_identity, twin, body={"identities": {"V#more": {}}}, status=201)
+
+
+def test_one_identity_name_is_bounded_in_twins_per_account(server):
+    a = account(server)
+    session = requests.Session()
+    session.headers["Authorization"] = a.secret
+    base = twin_api_url(server)
+
+    def attach(twin: str) -> requests.Response:
+        return session.post(f"{base}/twins/{twin}/identities", json={"identities": {"TYPE#pump": {}}},
+                            timeout=HTTP_TIMEOUT)
+
+    twins = []
+    for _ in range(TWINS_PER_IDENTITY):
+        t = session.post(f"{base}/twins", timeout=HTTP_TIMEOUT).json()["creation_certificate"]["uuid"]
+        r = attach(t)
+        assert r.status_code == 201, r.text
+        twins.append(t)
+    extra = create_twin(a.tt)
+    r = attach(extra)
+    assert r.status_code == 400 and r.json()["subcode"] == QUOTA["subcode"], r.text
+    assert identity_names(a.tt, extra) == set()
+    assert len(ok(a.tt.resolve_twin_identity, "TYPE#pump")["twins"]) == TWINS_PER_IDENTITY
+    # another account's attachments of the same name are its own share
+    b = account(server)
+    ok(b.tt.create_twin_identity, extra, body={"identities": {"TYPE#pump": {}}}, status=201)
+    assert ok(b.tt.resolve_twin_identity, "TYPE#pump") == {"twins": [extra]}

@@ -137,10 +137,10 @@ impl Guest for crate::Component {
         let now = clock::now_ms();
         let description = description_of(id, &d);
         // Everything below is one commit (plus the new twin's scan position),
-        // under the shell's lock and the identity indexes' lock.
+        // under the shell's lock and then the twin's and the names' index
+        // locks (in the order of `identities`' module comment).
         let mut w = Writes::new();
         w.release(Lock::acquire(&shell_key(id))?);
-        w.release(Lock::acquire(identities::INDEX_LOCK)?);
         let twin = match kv::get::<String>(&shell_key(id))?.and_then(|t| kv::get::<Twin>(&key::twin(&t)).ok().flatten()) {
             Some(mut twin) => {
                 if twin.description.as_ref() != Some(&description) {
@@ -175,7 +175,11 @@ impl Guest for crate::Component {
         if let Some(g) = d.get("globalAssetId").and_then(Value::as_str) {
             names.push(identity_name("ASSET", g));
         }
-        identities::attach(&mut w, &missing_identities(&twin.uuid, &account, names, now)?)?;
+        w.release_all(identities::lock_indexes(&twin.uuid, names.iter().map(String::as_str))?);
+        // A shell is stored even when its asset id already names the most
+        // shells one name may: that identity is left out (the registry's
+        // own look-ups do not use identities).
+        identities::attach(&mut w, &missing_identities(&twin.uuid, &account, names, now)?, identities::OverBound::Skip)?;
         w.commit()?;
         Ok(twin.uuid)
     }
@@ -187,13 +191,21 @@ impl Guest for crate::Component {
         let now = clock::now_ms();
         let mut w = Writes::new();
         w.release(shell_lock);
-        w.release(Lock::acquire(identities::INDEX_LOCK)?);
+        // The twin's index lock, then (with its refs fixed by that lock) the
+        // locks of the names to drop, in order.
+        w.release(Lock::acquire(&key::twin_identities(&t))?);
         if let Some(mut twin) = kv::get::<Twin>(&key::twin(&t))? {
             twin.terminated = Some(Termination { issuer: account.clone(), at: now });
             twin.updated = now;
             w.put(key::twin(&t), &twin)?;
         }
         let mut on_twin: Vec<IdentityRef> = kv::get(&key::twin_identities(&t))?.unwrap_or_default();
+        let mut names: Vec<&str> = on_twin.iter().filter(|r| r.account == account).map(|r| r.name.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        for name in names {
+            w.release(Lock::acquire(&key::resolve(name))?);
+        }
         for r in on_twin.iter().filter(|r| r.account == account) {
             let mut by_name: Vec<IdentityRef> = kv::get(&key::resolve(&r.name))?.unwrap_or_default();
             by_name.retain(|x| x != r);

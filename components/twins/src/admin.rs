@@ -134,7 +134,8 @@ fn seed() -> Result<StoredDemo, AdminError> {
         created: now,
         updated: now,
     };
-    identities::attach(&mut w, std::slice::from_ref(&identity))?;
+    w.release_all(identities::lock_indexes(&twin.uuid, [identity.name.as_str()])?);
+    identities::attach(&mut w, std::slice::from_ref(&identity), identities::OverBound::Refuse)?;
     let demo = StoredDemo {
         account: creds.account,
         twin: twin.uuid,
