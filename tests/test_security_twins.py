@@ -1,16 +1,21 @@
 """Security of the twin API's authorization (components/twins/API.md,
 "Rights", "Authentication and secrets", "Who sees what").
 
-One test per finding of the security review (H1, H2, H12, M7, M9): role
-escalation inside an account, secrets of stronger users, PIN races,
-revocation, the `LEDGER` oracle across accounts, and identity index races
-and bounds. Each drives the real server over HTTP, as an attacker would.
+One test per finding of the security review (H1, H2, H12, M7, M9, M1):
+role escalation inside an account, secrets of stronger users, PIN races,
+revocation, the `LEDGER` oracle across accounts, identity index races and
+bounds, and lock leases under a slow disk. Each drives the real server over
+HTTP, as an attacker would.
 """
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import threading
+import time
 
+import pytest
 import requests
 
 from twins_helpers import (
@@ -321,3 +326,45 @@ def test_one_identity_name_is_bounded_in_twins_per_account(server):
     b = account(server)
     ok(b.tt.create_twin_identity, extra, body={"identities": {"TYPE#pump": {}}}, status=201)
     assert ok(b.tt.resolve_twin_identity, "TYPE#pump") == {"twins": [extra]}
+
+
+# --------------------------------------------------------------------------
+# M1: a lock holder whose commit is slow keeps its lock
+# --------------------------------------------------------------------------
+
+
+def test_a_slow_commit_loses_no_concurrent_update(server_factory):
+    """The review's recipe: every fsync of the server takes 2.5 s. Two writers
+    of one ledger 0.3 s apart must both keep their entry (before the fix the
+    second took the lock when the first's 2 s lease ran out, read the ledger
+    before the first commit landed, and overwrote it: both answered 201)."""
+    if shutil.which("strace") is None:
+        pytest.skip("needs strace to slow the server's fsync")
+    s = server_factory()
+    a = account(s)
+    twin = create_twin(a.tt)
+    tracer = subprocess.Popen(
+        ["strace", "-f", "-qq", "-p", str(s.proc.pid), "-e", "trace=fsync,fdatasync",
+         "-e", "inject=fsync,fdatasync:delay_exit=2500000", "-o", "/dev/null"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        time.sleep(1.0)  # let strace attach to every thread
+        if tracer.poll() is not None:
+            pytest.skip(f"strace cannot attach: {tracer.stderr.read().decode(errors='replace')[:300]}")
+        codes: dict[str, int] = {}
+
+        def add(name: str) -> None:
+            r = requests.post(f"{twin_api_url(s)}/twins/{twin}/ledgers/personal", timeout=60,
+                              headers={"Authorization": a.secret}, json={"entries": {name: {"value": 1}}})
+            codes[name] = r.status_code
+
+        first = threading.Thread(target=add, args=("a",))
+        first.start()
+        time.sleep(0.3)
+        add("b")
+        first.join()
+    finally:
+        tracer.terminate()
+        tracer.wait(timeout=30)
+    assert codes == {"a": 201, "b": 201}, codes
+    assert set(ledger(a.tt, twin)) == {"a", "b"}

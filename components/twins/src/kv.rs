@@ -9,6 +9,7 @@ use crate::error::{ApiError, ApiResult};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::cell::OnceCell;
+use std::time::{Duration, Instant};
 
 thread_local! {
     static BUCKET: OnceCell<store::Bucket> = const { OnceCell::new() };
@@ -98,8 +99,26 @@ pub fn increment_by(key: &str, delta: u64) -> ApiResult<u64> {
 }
 
 /// How long a lock may be held before its holder is presumed dead (a
-/// trapped instance) and the lock passes on.
-const LOCK_LEASE_MS: u32 = 2_000;
+/// trapped instance) and the lock passes on. Far above any live holder's
+/// read-modify-write (milliseconds; seconds only on a disk whose fsync
+/// stalls), like the registry's descriptor locks: a lease that runs out
+/// under a live holder is what lets two writers overlap (review M1).
+const LOCK_LEASE_MS: u32 = 10_000;
+
+/// A holder commits only while this much of its lease is left, so that the
+/// commit itself (one `set-many`, an fsync) lands before the lock can pass
+/// on. A holder past it gives up instead: nothing is written and the caller
+/// gets a storage error (the client's retry then starts over, under the
+/// lock). This is fencing by the holder's own clock; a commit that stalls
+/// longer than the margin can still overlap the next holder, which only a
+/// store that checks the token with the write could rule out
+/// (`wasi:keyvalue@0.2.0-draft` has no conditional write).
+const COMMIT_MARGIN_MS: u32 = 4_000;
+
+/// Whether a lock held for `held` still has a lease covering a commit.
+fn lease_covers_commit(held: Duration, lease_ms: u32, margin_ms: u32) -> bool {
+    held + Duration::from_millis(u64::from(margin_ms)) <= Duration::from_millis(u64::from(lease_ms))
+}
 
 /// A short exclusive lock on one read-modify-write (a ledger, an index),
 /// from `twinlattice:coordination/locks` (`wasi:keyvalue@0.2.0-draft` has no
@@ -108,13 +127,29 @@ const LOCK_LEASE_MS: u32 = 2_000;
 pub struct Lock {
     name: String,
     token: u64,
+    /// When `acquire` returned: the lease began at most a hand-over
+    /// earlier (the host starts it when it grants the lock).
+    taken: Instant,
 }
 
 impl Lock {
     pub fn acquire(name: &str) -> ApiResult<Lock> {
         match locks::acquire(name, LOCK_LEASE_MS) {
-            Ok(token) => Ok(Lock { name: name.to_string(), token }),
+            Ok(token) => Ok(Lock { name: name.to_string(), token, taken: Instant::now() }),
             Err(locks::LockError::Unavailable(why)) => Err(ApiError::storage(format!("lock service: {why}"))),
+        }
+    }
+
+    /// `Ok` while this holder may still commit (see `COMMIT_MARGIN_MS`).
+    fn check_lease(&self) -> ApiResult<()> {
+        if lease_covers_commit(self.taken.elapsed(), LOCK_LEASE_MS, COMMIT_MARGIN_MS) {
+            Ok(())
+        } else {
+            Err(ApiError::storage(format!(
+                "lock {:?} held for {} ms, too close to its {LOCK_LEASE_MS} ms lease to commit; nothing written",
+                self.name,
+                self.taken.elapsed().as_millis()
+            )))
         }
     }
 }
@@ -183,7 +218,13 @@ impl Writes {
     /// transaction, then the deletes. Deletes only drop records nothing
     /// points to any more or already revoked, so a crash between the two
     /// leaves garbage, never a dangling reference or a live secret.
+    ///
+    /// A lock whose lease is nearly spent fails the commit before anything
+    /// is written (M1: its successor may already be reading).
     pub fn commit(mut self) -> ApiResult<()> {
+        for lock in &self.locks {
+            lock.check_lease()?;
+        }
         if !self.sets.is_empty() {
             with_bucket(|b| batch::set_many(b, &self.sets))?;
         }
@@ -193,6 +234,22 @@ impl Writes {
             with_bucket(|b| batch::delete_many(b, &self.deletes))?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_commit_needs_the_margin_left_on_the_lease() {
+        let ms = Duration::from_millis;
+        assert!(lease_covers_commit(ms(0), 10_000, 4_000));
+        assert!(lease_covers_commit(ms(6_000), 10_000, 4_000));
+        assert!(!lease_covers_commit(ms(6_001), 10_000, 4_000));
+        assert!(!lease_covers_commit(ms(60_000), 10_000, 4_000));
+        // the configured margin leaves a holder most of its lease
+        assert!(COMMIT_MARGIN_MS < LOCK_LEASE_MS / 2);
     }
 }
 
