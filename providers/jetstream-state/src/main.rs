@@ -208,7 +208,7 @@ async fn run() -> anyhow::Result<()> {
         None => (*connection.nats).clone(),
     };
     let _ = provider.client.set(client.clone());
-    let state = State::new(State::jetstream(client, &settings), &settings);
+    let state = State::new(client, &settings);
 
     let wrpc = connection
         .get_wrpc_client(connection.provider_key())

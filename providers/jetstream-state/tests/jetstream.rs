@@ -25,7 +25,7 @@ async fn fixture_with(settings: Settings) -> Fixture {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = NatsServer::start(dir.path());
     let client = connect(&server).await;
-    let state = State::new(State::jetstream(client.clone(), &settings), &settings);
+    let state = State::new(client.clone(), &settings);
     Fixture { _dir: dir, _server: server, client, state }
 }
 
@@ -39,9 +39,11 @@ fn b(s: &str) -> Bytes {
 
 #[test]
 fn the_server_is_the_pinned_version() {
+    // 2.12 is the first with atomic batch publish (ADR-50), which set-many
+    // and delete-many are built on.
     let out = Command::new(nats_server_bin()).arg("--version").output().expect("run nats-server --version");
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("v2.11.3"), "expected nats-server v2.11.3, got {text:?}");
+    assert!(text.contains("v2.12.8"), "expected nats-server v2.12.8, got {text:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -213,8 +215,12 @@ async fn list_keys_pages_through_sorted_keys() -> TestResult {
 
     let n = 2 * jetstream_state::kv::LIST_KEYS_PAGE + 345;
     let keys: Vec<String> = (0..n).map(|i| format!("key.{i:05}#")).collect();
-    // Written in reverse, so the stream's order is not the listing's.
-    kv.set_many("list", keys.iter().rev().map(|k| (k.clone(), b("x"))).collect()).await?;
+    // Written in reverse, so the stream's order is not the listing's; in
+    // batches of at most MAX_BATCH keys, the most one atomic batch takes.
+    let reversed: Vec<String> = keys.iter().rev().cloned().collect();
+    for chunk in reversed.chunks(jetstream_state::MAX_BATCH) {
+        kv.set_many("list", chunk.iter().map(|k| (k.clone(), b("x"))).collect()).await?;
+    }
 
     let mut listed = Vec::new();
     let mut cursors = Vec::new();
@@ -313,7 +319,7 @@ async fn an_expired_lease_is_taken_over() -> TestResult {
     // The dead holder's late release does not free the new holder's lock.
     assert!(!locks.release("job", dead).await?);
     let short = Settings { lock_max_wait: Duration::from_millis(200), ..Settings::default() };
-    let other = State::new(State::jetstream(f.client.clone(), &short), &short);
+    let other = State::new(f.client.clone(), &short);
     assert!(other.locks.acquire("job", Duration::from_secs(1)).await.is_err(), "lock was freed by a stale token");
     assert!(locks.release("job", next).await?);
     Ok(())
@@ -325,7 +331,7 @@ async fn state_survives_a_server_restart() -> TestResult {
     let settings = Settings::default();
     let server = NatsServer::start(dir.path());
     let client = connect(&server).await;
-    let state = State::new(State::jetstream(client.clone(), &settings), &settings);
+    let state = State::new(client.clone(), &settings);
     state.kv.set("registry", "shell:1#a.b", b("descriptor")).await?;
     state.kv.set_many("twins", vec![("t1".into(), b("one")), ("t2".into(), b("two"))]).await?;
     state.kv.increment("registry", "seq", 41).await?;
@@ -337,7 +343,7 @@ async fn state_survives_a_server_restart() -> TestResult {
 
     let server = NatsServer::start(dir.path());
     let client = connect(&server).await;
-    let state = State::new(State::jetstream(client.clone(), &settings), &settings);
+    let state = State::new(client.clone(), &settings);
     assert_eq!(state.kv.get("registry", "shell:1#a.b").await?, Some(b("descriptor")));
     assert_eq!(state.kv.get("twins", "t2").await?, Some(b("two")));
     assert_eq!(state.kv.get("registry", "gone").await?, None);
@@ -348,5 +354,119 @@ async fn state_survives_a_server_restart() -> TestResult {
     assert!(!state.locks.release("held", token + 1).await?);
     assert!(state.locks.release("held", token).await?);
     drop(server);
+    Ok(())
+}
+
+// --- Batches are atomic (issue 13, security review M3) ---------------------
+
+/// The values of `keys` in bucket `bucket`, absent ones as `None`.
+async fn values(kv: &jetstream_state::KeyValue, bucket: &str, keys: &[String]) -> Result<Vec<Option<Bytes>>, KvError> {
+    Ok(kv.get_many(bucket, keys.to_vec()).await?.into_iter().map(|o| o.map(|(_, v)| v)).collect())
+}
+
+fn numbered(prefix: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{prefix}:{i:04}")).collect()
+}
+
+/// A set-many of which the server refuses one message (a value over the
+/// bucket's `max_value_size`) leaves every key as it was: the ones before
+/// and after the refused one are not written either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_set_many_the_server_refuses_in_part_writes_nothing() -> TestResult {
+    let f = fixture().await;
+    let kv = &f.state.kv;
+    // The bucket exists already (as one made by an older provider), with a
+    // value size limit that one of the batch's values breaks.
+    let js = async_nats::jetstream::new(f.client.clone());
+    js.create_key_value(async_nats::jetstream::kv::Config {
+        bucket: "twinlattice_small".into(),
+        history: 1,
+        max_value_size: 64,
+        ..Default::default()
+    })
+    .await?;
+    let keys = numbered("k", 10);
+    for key in &keys {
+        kv.set("small", key, b("before")).await?;
+    }
+    let batch: Vec<(String, Bytes)> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| (k.clone(), if i == 5 { Bytes::from(vec![b'x'; 100]) } else { b("after") }))
+        .collect();
+    let result = kv.set_many("small", batch).await;
+    assert!(matches!(result, Err(KvError::BatchRefused { .. })), "a value over max_value_size: {result:?}");
+    assert_eq!(values(kv, "small", &keys).await?, vec![Some(b("before")); keys.len()], "the batch was torn");
+    // Nor are absent keys created by a refused batch.
+    let fresh = numbered("fresh", 10);
+    let batch: Vec<(String, Bytes)> =
+        fresh.iter().enumerate().map(|(i, k)| (k.clone(), Bytes::from(vec![b'y'; if i == 9 { 65 } else { 1 }]))).collect();
+    assert!(kv.set_many("small", batch).await.is_err());
+    assert_eq!(values(kv, "small", &fresh).await?, vec![None; fresh.len()], "part of a refused batch was stored");
+    Ok(())
+}
+
+/// A batch over the server's limit of messages per atomic batch (1,000) is
+/// refused whole, before anything is sent: no key is written or deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_batch_over_the_limit_is_refused_whole() -> TestResult {
+    let f = fixture().await;
+    let kv = &f.state.kv;
+    let keys = numbered("k", 1_001);
+    let result = kv.set_many("big", keys.iter().map(|k| (k.clone(), b("v"))).collect()).await;
+    assert!(matches!(result, Err(KvError::BatchTooLarge { count: 1_001, max: 1_000, .. })), "{result:?}");
+    assert!(kv.list_keys("big", None).await?.keys.is_empty(), "part of an over-limit set-many was stored");
+    // 1,000 distinct keys (a key given twice counts once) is within it.
+    let mut within: Vec<(String, Bytes)> = keys[..1_000].iter().map(|k| (k.clone(), b("v"))).collect();
+    within.push((keys[0].clone(), b("again")));
+    kv.set_many("big", within).await?;
+    assert_eq!(kv.get("big", &keys[0]).await?, Some(b("again")));
+    assert_eq!(kv.list_keys("big", Some(999)).await?.keys, vec![keys[999].clone()]);
+    let result = kv.delete_many("big", keys.clone()).await;
+    assert!(matches!(result, Err(KvError::BatchTooLarge { count: 1_001, .. })), "{result:?}");
+    assert_eq!(kv.list_keys("big", None).await?.keys.len(), 1_000, "part of an over-limit delete-many was applied");
+    kv.delete_many("big", keys[..1_000].to_vec()).await?;
+    assert!(kv.list_keys("big", None).await?.keys.is_empty());
+    Ok(())
+}
+
+/// A value larger than the server takes in one message fails the batch
+/// before anything is sent (the server would close the connection).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_set_many_with_a_value_over_max_payload_writes_nothing() -> TestResult {
+    let f = fixture().await;
+    let kv = &f.state.kv;
+    let keys = numbered("k", 4);
+    let mut batch: Vec<(String, Bytes)> = keys.iter().map(|k| (k.clone(), b("v"))).collect();
+    batch[2].1 = Bytes::from(vec![0u8; 2 << 20]);
+    let result = tokio::time::timeout(Duration::from_secs(10), kv.set_many("payload", batch)).await?;
+    assert!(matches!(result, Err(KvError::ValueTooLarge { ref key, .. }) if key == "k:0002"), "a 2 MiB value: {result:?}");
+    assert_eq!(values(kv, "payload", &keys).await?, vec![None; keys.len()], "the batch was torn");
+    // The connection still works.
+    kv.set_many("payload", keys.iter().map(|k| (k.clone(), b("ok"))).collect()).await?;
+    assert_eq!(values(kv, "payload", &keys).await?, vec![Some(b("ok")); keys.len()]);
+    Ok(())
+}
+
+/// A bucket made before atomic batches (by an older provider, on a 2.11
+/// server) has its stream updated to allow atomic publish when the
+/// provider opens it; its data stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_existing_bucket_is_updated_to_allow_atomic_batches() -> TestResult {
+    let f = fixture().await;
+    let js = async_nats::jetstream::new(f.client.clone());
+    let old = js
+        .create_key_value(async_nats::jetstream::kv::Config { bucket: "twinlattice_old".into(), history: 1, ..Default::default() })
+        .await?;
+    old.put("kept", b("v")).await?;
+    let allow_atomic = |info: &serde_json::Value| info.pointer("/config/allow_atomic").and_then(|v| v.as_bool()).unwrap_or(false);
+    let info: serde_json::Value = js.request("STREAM.INFO.KV_twinlattice_old", &serde_json::json!({})).await?;
+    assert!(!allow_atomic(&info), "{info}");
+    f.state.kv.set_many("old", vec![("a".into(), b("1")), ("b".into(), b("2"))]).await?;
+    let info: serde_json::Value = js.request("STREAM.INFO.KV_twinlattice_old", &serde_json::json!({})).await?;
+    assert!(allow_atomic(&info), "{info}");
+    assert_eq!(info.pointer("/config/max_msgs_per_subject").and_then(|v| v.as_i64()), Some(1), "{info}");
+    assert_eq!(f.state.kv.get("old", "kept").await?, Some(b("v")));
+    assert_eq!(f.state.kv.get("old", "b").await?, Some(b("2")));
     Ok(())
 }

