@@ -1,16 +1,18 @@
 """Security of the twin API's authorization (components/twins/API.md,
 "Rights", "Authentication and secrets", "Who sees what").
 
-One test per finding of the security review (H1, H2, H12, M7, M9, M1):
-role escalation inside an account, secrets of stronger users, PIN races,
-revocation, the `LEDGER` oracle across accounts, identity index races and
-bounds, and lock leases under a slow disk. Each drives the real server over
-HTTP, as an attacker would.
+One test per finding of the security review (H1, H2, H12, M7, M9, M1,
+L3): role escalation inside an account, secrets of stronger users, PIN
+races, revocation, the `LEDGER` oracle across accounts, identity index
+races and bounds, lock leases under a slow disk, and the store's file
+modes. Each drives the real server over HTTP, as an attacker would.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
+import stat
 import subprocess
 import threading
 import time
@@ -368,3 +370,27 @@ def test_a_slow_commit_loses_no_concurrent_update(server_factory):
         tracer.wait(timeout=30)
     assert codes == {"a": 201, "b": 201}, codes
     assert set(ledger(a.tt, twin)) == {"a", "b"}
+
+
+# --------------------------------------------------------------------------
+# L3: the store is private to its user
+# --------------------------------------------------------------------------
+
+
+def mode(path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def test_the_data_directory_and_store_file_are_private(server_factory, tmp_path):
+    fresh = tmp_path / "fresh" / "data"
+    s = server_factory(data_dir=fresh)
+    assert mode(fresh) == 0o700, oct(mode(fresh))
+    assert mode(fresh / "twinlattice.redb") == 0o600, oct(mode(fresh / "twinlattice.redb"))
+    s.stop()
+    # an existing directory and store with loose bits are tightened, with a warning
+    os.chmod(fresh, 0o755)
+    os.chmod(fresh / "twinlattice.redb", 0o644)
+    s.start()
+    assert mode(fresh) == 0o700, oct(mode(fresh))
+    assert mode(fresh / "twinlattice.redb") == 0o600, oct(mode(fresh / "twinlattice.redb"))
+    assert "WARN" in s.stderr_tail(20000) and "0o644" in s.stderr_tail(20000), s.stderr_tail()

@@ -25,6 +25,10 @@ pub enum StoreError {
     /// A transaction could not start, read, write or commit.
     #[error("store transaction failed: {0}")]
     Transaction(String),
+    /// The data directory's or the store file's permissions could not be
+    /// read or made private.
+    #[error("cannot make {path} private to this user: {source}")]
+    Permissions { path: String, source: std::io::Error },
     /// `increment` found a value that is not a decimal counter.
     #[error("value of {key:?} is not a counter")]
     NotACounter { key: String },
@@ -87,7 +91,11 @@ impl KvStore {
     /// Open (or create) the store file `path`. With `fsync` false, commits
     /// reach the OS but are not flushed to disk before `ok` (bulk loads and
     /// benchmarks; a power loss can lose the latest writes, never tear one).
+    ///
+    /// The file and its directory are made private to this user first
+    /// (`private::make_private`).
     pub fn open(path: &Path, fsync: bool) -> Result<KvStore, StoreError> {
+        private::make_private(path)?;
         let db = Database::create(path).map_err(|source| StoreError::Open { path: path.display().to_string(), source })?;
         Ok(KvStore { db, fsync, generation: AtomicU64::new(0), snapshots: Mutex::new(Vec::new()) })
     }
@@ -225,6 +233,97 @@ impl KvStore {
             }
             Ok((keys, more))
         })
+    }
+}
+
+/// The store holds every tenant's data and the hashes of live PINs and
+/// secrets: only the user running the host may read it (review L3). redb
+/// creates its file with the umask's bits (usually 0644) and the data
+/// directory is made with them too, so both are set here.
+mod private {
+    use super::StoreError;
+    use std::path::Path;
+
+    /// The mode bits left of `current` when only `allowed` may be set,
+    /// `None` when none beyond `allowed` are set.
+    pub(super) fn tightened(current: u32, allowed: u32) -> Option<u32> {
+        let current = current & 0o7777;
+        (current & !allowed != 0).then_some(current & allowed)
+    }
+
+    /// Make the store file `path` 0600 (created so before redb opens it)
+    /// and its directory 0700. Looser bits are taken away; where the store
+    /// existed already (its data was exposed) that is logged at warn, for a
+    /// new store (a directory just made with the umask's bits) at debug.
+    #[cfg(unix)]
+    pub(super) fn make_private(path: &Path) -> Result<(), StoreError> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let err = |p: &Path, source| StoreError::Permissions { path: p.display().to_string(), source };
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let existed = path.exists();
+        tighten(dir, 0o700, existed).map_err(|e| err(dir, e))?;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| err(path, e))?;
+        tighten(path, 0o600, existed).map_err(|e| err(path, e))
+    }
+
+    #[cfg(not(unix))]
+    pub(super) fn make_private(_path: &Path) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    #[cfg(unix)]
+    fn tighten(path: &Path, allowed: u32, warn: bool) -> std::io::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        let current = std::fs::metadata(path)?.permissions().mode();
+        let Some(mode) = tightened(current, allowed) else { return Ok(()) };
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+        let (was, now) = (format!("{:#o}", current & 0o7777), format!("{mode:#o}"));
+        if warn {
+            tracing::warn!(path = %path.display(), was, now, "the store was readable by other users: permissions tightened");
+        } else {
+            tracing::debug!(path = %path.display(), was, now, "permissions of the new store tightened");
+        }
+        Ok(())
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn only_bits_beyond_the_allowed_are_taken() {
+            assert_eq!(tightened(0o755, 0o700), Some(0o700));
+            assert_eq!(tightened(0o644, 0o600), Some(0o600));
+            assert_eq!(tightened(0o40755, 0o700), Some(0o700));
+            assert_eq!(tightened(0o700, 0o700), None);
+            assert_eq!(tightened(0o600, 0o600), None);
+            assert_eq!(tightened(0o400, 0o600), None);
+            assert_eq!(tightened(0o1777, 0o700), Some(0o700));
+        }
+
+        #[cfg(unix)]
+        #[test]
+        fn a_loose_directory_and_store_are_made_private() -> Result<(), StoreError> {
+            use std::os::unix::fs::PermissionsExt;
+            let root = tempfile::tempdir().expect("tempdir");
+            let dir = root.path().join("data");
+            std::fs::create_dir(&dir).expect("mkdir");
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+            let file = dir.join("kv.redb");
+            make_private(&file)?;
+            let mode = |p: &Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o777;
+            assert_eq!((mode(&dir), mode(&file)), (0o700, 0o600));
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+            make_private(&file)?;
+            assert_eq!(mode(&file), 0o600);
+            Ok(())
+        }
     }
 }
 
