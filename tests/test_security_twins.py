@@ -394,3 +394,28 @@ def test_the_data_directory_and_store_file_are_private(server_factory, tmp_path)
     assert mode(fresh) == 0o700, oct(mode(fresh))
     assert mode(fresh / "twinlattice.redb") == 0o600, oct(mode(fresh / "twinlattice.redb"))
     assert "WARN" in s.stderr_tail(20000) and "0o644" in s.stderr_tail(20000), s.stderr_tail()
+
+
+# --------------------------------------------------------------------------
+# L7: users and roles per account are bounded
+# --------------------------------------------------------------------------
+
+
+def test_users_and_roles_per_account_are_bounded(server_factory):
+    # The bounds (10,000 users, 1,000 roles) lowered by config, as an
+    # operator may, so the test stays short; the same check guards both.
+    s = server_factory(env={"TWINLATTICE_CONFIG_MAX_USERS_PER_ACCOUNT": "4",
+                            "TWINLATTICE_CONFIG_MAX_ROLES_PER_ACCOUNT": "3"})
+    a = account(s)  # its Super Admin user and role count
+    roles = [create_role(a.tt, ["get_twin"], name=f"r{i}") for i in range(2)]
+    expect_error(a.tt.create_user_role, body={"name": "r2", "statement": {"effect": "allow", "actions": ["get_twin"]}},
+                 **QUOTA)
+    assert len(ok(a.tt.get_user_roles)["roles"]) == 3
+    users = [ok(a.tt.create_user, body={"name": f"u{i}", "role": roles[0]}, status=201)["uuid"] for i in range(3)]
+    expect_error(a.tt.create_user, body={"name": "u3", "role": roles[0]}, **QUOTA)
+    assert len(ok(a.tt.get_users)["users"]) == 4
+    # a delete makes room again; another account has its own room
+    ok(a.tt.delete_user, users[0])
+    ok(a.tt.create_user, body={"name": "u3", "role": roles[0]}, status=201)
+    b = account(s)
+    ok(b.tt.create_user, body={"name": "b1", "role": b.role}, status=201)
