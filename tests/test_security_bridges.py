@@ -1,4 +1,4 @@
-"""Hardening of the broker's bridges (security review C3, H10, H11, M8).
+"""Hardening of the broker's bridges (security review C3, H10, H11, M8, M4).
 
 - Deliveries never reach loopback (and other reserved) addresses unless
   `--delivery-allow` lists them, and never this host's own admin endpoint or
@@ -9,9 +9,14 @@
 - The embedded MQTT broker binds `--mqtt-bind` (127.0.0.1 by default, not
   `--host`) and refuses packets over the body limit.
 - Of a receiver's HTTP answer only a bounded part is read.
+- MQTT is at least once (M4): the inbox's session outlives the bridge, a
+  message is acknowledged only once the broker took it, and a delivery to
+  an MQTT receiver succeeds only on the MQTT broker's PUBACK.
+- A broker call past its deadline is answered in each protocol's terms:
+  CoAP 5.03, over MQTT an I4.0 error message (E/503).
 
 Every peer is real: http.server and aiocoap receivers, raw UDP sockets,
-paho-mqtt clients.
+paho-mqtt clients, mosquitto and mosquitto_pub.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import json
 import re
 import socket
 import struct
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -475,3 +481,98 @@ def test_mqtt_packets_over_the_body_limit_are_refused(server_factory):
     finally:
         big.loop_stop()
         listener.close()
+
+
+# --------------------------------------------------------------------------
+# M4: MQTT at least once; deadlines in each protocol's terms (H6, M12)
+# --------------------------------------------------------------------------
+
+
+def slow_descriptor(aas_id: str) -> dict:
+    """A descriptor whose registration takes the registry far longer than
+    10 ms (the same load as test_security's deadline test)."""
+    ids = [{"name": f"n{i}", "value": "v" * 100} for i in range(7000)]
+    return {"id": aas_id, "idShort": "slow", "specificAssetIds": ids}
+
+
+def descriptor_status(env, aas_id: str) -> int:
+    from conftest import b64
+
+    return env.http.get(env.base_url + "/shell-descriptors/" + b64(aas_id), timeout=10).status_code
+
+
+def test_mqtt_messages_published_while_the_bridge_is_away_are_taken_when_it_is_back(broker_factory):
+    """M4's recipe: the host is down while an AAS registers over an outside
+    MQTT broker (mosquitto_pub, QoS 1). Before the fix the bridge's session
+    was clean: mosquitto dropped the message and the AAS stayed unknown."""
+    env = broker_factory()
+    aas = env.aas("mqtt")
+    msg = register_msg(aas.id, aas.descriptor())
+    env.server.kill()
+    sent = subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(env.mqtt_port), "-q", "1",
+                           "-t", "AASpillarbox", "-m", json.dumps(msg)], capture_output=True, timeout=20)
+    assert sent.returncode == 0, sent.stderr
+    env.server.start()
+    ack = aas.wait_mqtt_reply(message_id(msg), timeout=20)
+    assert ack["frame"]["type"] == "registerack", ack
+    assert descriptor_status(env, aas.id) == 200
+
+
+def test_an_mqtt_message_the_host_died_handling_is_handled_after_restart(broker_factory):
+    """The bridge acknowledges (PUBACK) a message only once the broker took
+    it: a host killed while the broker delivers it gets it again from
+    mosquitto when it is back. Before the fix it had been acknowledged on
+    arrival and was gone."""
+    env = broker_factory()
+    receiver = env.aas("http", http_delay=3.0)
+    receiver.register_ok()
+    sender = env.aas("mqtt")
+    sender.register_ok()
+    msg = app_msg(sender.id, receiver.id)
+    sender.send(msg)
+    receiver.wait_delivery(message_id(msg))  # the broker is inside the delivery now
+    env.server.kill()
+    env.server.start()
+    receiver.wait_delivery(message_id(msg), timeout=20, count=2)
+
+
+def test_an_http_sender_gets_no_202_for_an_mqtt_receiver_the_mqtt_broker_did_not_take(broker_factory):
+    """A delivery over MQTT succeeds once the MQTT broker acknowledged it
+    (PUBACK), not once it is queued in the bridge. Before the fix the HTTP
+    sender got 202 with mosquitto gone."""
+    env = broker_factory()
+    receiver = env.aas("mqtt")
+    receiver.register_ok()
+    sender = env.aas("http")
+    env.mosquitto.proc.kill()
+    env.mosquitto.proc.wait()
+    msg = app_msg(sender.id, receiver.id)
+    r = env.post_http(msg, timeout=60)
+    assert r.status_code == 200, (r.status_code, r.text[:500])
+    assert_error_message(r.json(), msg, "502", [receiver.id])
+
+
+def test_a_coap_message_past_its_deadline_gets_5_03(broker_factory):
+    from broker_peers import coap_post_json
+
+    env = broker_factory(mqtt=False, extra_args=["--call-deadline-ms", "10"])
+    aas_id = new_id("coap")
+    r = coap_post_json(env.coap_inbox, register_msg(aas_id, slow_descriptor(aas_id)), timeout=60)
+    assert r.code == "5.03", r
+
+
+def test_an_mqtt_message_past_its_deadline_gets_an_error_message(broker_factory):
+    """The broker ran past its deadline, so the bridge answers for it: an
+    I4.0 error message (E/503) from VWS_RIC on the sender's topic, once.
+    Before the fix the sender heard nothing."""
+    env = broker_factory(extra_args=["--call-deadline-ms", "10"])
+    sender = env.aas("mqtt")
+    msg = register_msg(sender.id, slow_descriptor(sender.id))
+    sender.send(msg)
+    err = sender.wait_mqtt_reply(message_id(msg), timeout=20)
+    sr = assert_error_message(err, msg, "503", ["deadline"])
+    assert err["frame"]["sender"]["identification"]["id"] == "VWS_RIC", err["frame"]
+    assert err["frame"]["sender"]["role"]["name"] == "MessageBroker", err["frame"]
+    assert err["frame"]["conversationId"] == msg["frame"]["conversationId"], err["frame"]
+    time.sleep(2)
+    assert len(sender.rec.matching(lambda r: in_reply_to(r.doc) == message_id(msg))) == 1, sr

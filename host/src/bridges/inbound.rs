@@ -3,7 +3,7 @@
 
 use crate::runtime::Runtime;
 use anyhow::{bail, Result};
-use twinlattice_bridges::inbox::{BoxFuture, Inbox, Outcome, Permit, Protocol, Reply};
+use twinlattice_bridges::inbox::{BoxFuture, Inbox, InboxError, Outcome, Permit, Protocol, Reply};
 use wasmtime::component::Val;
 
 pub const INBOUND: &str = "twinlattice:transport/inbound@0.1.0";
@@ -52,8 +52,18 @@ async fn receive(runtime: &Runtime, protocol: Protocol, peer: String, message: S
 }
 
 impl Inbox for Runtime {
-    fn receive(&self, protocol: Protocol, peer: String, message: String) -> BoxFuture<'_, Result<Outcome>> {
-        Box::pin(receive(self, protocol, peer, message))
+    fn receive(&self, protocol: Protocol, peer: String, message: String) -> BoxFuture<'_, Result<Outcome, InboxError>> {
+        Box::pin(async move {
+            receive(self, protocol, peer, message).await.map_err(|e| {
+                // A call past its deadline traps like any other; the
+                // bridges answer it as "busy" (HTTP's 503), not as a failure.
+                if crate::runtime::engine::is_deadline(&e) {
+                    InboxError::Deadline
+                } else {
+                    InboxError::Failed(e)
+                }
+            })
+        })
     }
 
     fn admit(&self) -> BoxFuture<'_, Permit> {

@@ -7,11 +7,11 @@ use std::sync::Arc;
 use twinlattice_bridges::{delivery, inbox as bridges};
 use wasmtime::component::{HasData, Linker};
 
-/// What delivery needs from the host: the MQTT bridge's client, if any, and
+/// What delivery needs from the host: the MQTT bridge's outbox, if any, and
 /// which addresses deliveries may reach.
 #[derive(Default)]
 pub struct OutboundCtx {
-    pub mqtt: Option<rumqttc::AsyncClient>,
+    pub mqtt: Option<twinlattice_bridges::mqtt_outbox::Outbox>,
     pub policy: twinlattice_bridges::address_policy::AddressPolicy,
 }
 

@@ -43,7 +43,12 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
         }
         (None, false) => None,
     };
-    let mqtt = broker_addr.as_ref().map(|(host, port)| bridges::mqtt::Connections::new(host, *port, args.max_body_bytes));
+    // The inbox's MQTT session is resumed at the next start (messages sent
+    // meanwhile wait in the MQTT broker): its client id is named after the
+    // data directory, which one host at a time uses.
+    let data_dir = std::fs::canonicalize(&args.data_dir).or_else(|_| std::path::absolute(&args.data_dir)).unwrap_or_else(|_| args.data_dir.clone());
+    let inbox_id = bridges::mqtt::inbox_client_id(&data_dir.to_string_lossy());
+    let mqtt = broker_addr.as_ref().map(|(host, port)| bridges::mqtt::Connections::new(host, *port, args.max_body_bytes, inbox_id));
 
     // Bound before the runtime starts: deliveries must know this host's own
     // ports, which none may go to (bridges::address_policy).

@@ -3,7 +3,8 @@
 //! NON response to a non-confirmable one): 2.04 Changed with the ack or
 //! error message (Content-Format 50), 2.04 empty for a routed message, 4.00
 //! for input that is not an I4.0 message, 4.04 / 4.05 for other paths and
-//! methods, 4.00 also for a request that does not decode (truncated). A
+//! methods, 5.03 when the broker ran past its deadline (or none is linked),
+//! 5.00 when it failed, 4.00 also for a request that does not decode (truncated). A
 //! datagram that is not CoAP at all is logged and dropped, or answered with
 //! a Reset when its header could be read. A retransmitted request (same
 //! peer, same message id) gets the first copy's answer and is not routed
@@ -18,7 +19,7 @@ use crate::coap_block1::{Block, Block1Error, Limits, Progress, Reassembler};
 use crate::coap_rate::{Admit, RateLimiter};
 use crate::coap_exchanges::{Answer, AnswerOf, Exchanges, Pending, Seen, CAPACITY, EXCHANGE_LIFETIME};
 use crate::coap_separate::{empty_ack, is_confirmable, Confirmations, SEPARATE_AFTER};
-use crate::inbox::{Inbox, Outcome, Protocol};
+use crate::inbox::{Inbox, InboxError, Outcome, Protocol};
 use coap_lite::{BlockHandler, BlockHandlerConfig, CoapOption, CoapRequest, ContentFormat, MessageClass, MessageType, Packet, RequestType, ResponseType};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -331,8 +332,13 @@ async fn process(inbox: &dyn Inbox, request: &mut CoapRequest<SocketAddr>, peer:
             tracing::info!(%peer, %reason, "bad input on the CoAP inbox");
             answer(request, ResponseType::BadRequest, reason.into_bytes(), false)
         }
-        Err(e) => {
-            tracing::error!(%peer, error = ?e, "broker failed");
+        // Busy (HTTP's 503): the sender may try again later.
+        Err(e @ (InboxError::Deadline | InboxError::Unavailable(_))) => {
+            tracing::warn!(%peer, error = %e, "CoAP message not handled");
+            answer(request, ResponseType::ServiceUnavailable, e.to_string().into_bytes(), false)
+        }
+        Err(e @ InboxError::Failed(_)) => {
+            tracing::error!(%peer, error = %e, "broker failed");
             answer(request, ResponseType::InternalServerError, Vec::new(), false)
         }
     }

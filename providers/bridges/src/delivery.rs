@@ -4,7 +4,7 @@
 //! - HTTP: POST with `content-type: application/json`; any 2xx succeeds.
 //! - CoAP: confirmable POST with Content-Format 50, retransmitted once;
 //!   any 2.xx succeeds.
-//! - MQTT: publish with QoS 1.
+//! - MQTT: publish with QoS 1; done once the MQTT broker acknowledged it.
 //!
 //! HTTP and CoAP addresses go through the [`AddressPolicy`] first: the host
 //! name is resolved once, every address it resolves to is checked, and the
@@ -16,6 +16,7 @@
 use crate::address_policy::{AddressPolicy, Transport};
 use crate::coap_separate::empty_ack;
 use crate::inbox::Protocol;
+use crate::mqtt_outbox::Outbox;
 use bytes::Bytes;
 use coap_lite::{CoapOption, ContentFormat, MessageClass, MessageType, Packet, RequestType};
 use http_body_util::{BodyExt, Full, Limited};
@@ -53,13 +54,13 @@ pub const MAX_RESPONSE_BODY_BYTES: usize = 64 * 1024;
 
 /// One attempt over `protocol` to `address` in its own terms (an
 /// `http://` or `coap://` URL, an MQTT topic); MQTT publishes through
-/// `mqtt`, the bridge's outbox connection.
+/// `mqtt`, the bridge's outbox.
 /// `policy` decides which HTTP and CoAP addresses may be reached.
 pub async fn deliver(
     protocol: Protocol,
     address: &str,
     payload: Vec<u8>,
-    mqtt: Option<&rumqttc::AsyncClient>,
+    mqtt: Option<&Outbox>,
     policy: &AddressPolicy,
 ) -> Result<(), DeliveryError> {
     let result = match protocol {
@@ -245,15 +246,15 @@ pub async fn deliver_coap(href: &str, payload: Vec<u8>, policy: &AddressPolicy) 
     Err(DeliveryError::Unreachable(format!("{href}: no CoAP answer")))
 }
 
-pub async fn deliver_mqtt(client: Option<&rumqttc::AsyncClient>, topic: &str, payload: Vec<u8>) -> Result<(), DeliveryError> {
-    let client = client.ok_or_else(|| DeliveryError::Unreachable("no MQTT broker is configured".into()))?;
+/// Publish with QoS 1 through the bridge's outbox; done once the MQTT
+/// broker acknowledged it (PUBACK), so "delivered" means the MQTT broker
+/// has it, not that it waits in this process (`mqtt_outbox`).
+pub async fn deliver_mqtt(outbox: Option<&Outbox>, topic: &str, payload: Vec<u8>) -> Result<(), DeliveryError> {
+    let outbox = outbox.ok_or_else(|| DeliveryError::Unreachable("no MQTT broker is configured".into()))?;
     if topic.is_empty() || topic.contains(['+', '#', '\0']) {
         return Err(DeliveryError::BadAddress(format!("{topic:?} is not an MQTT topic name")));
     }
-    client
-        .publish(topic, rumqttc::QoS::AtLeastOnce, false, payload)
-        .await
-        .map_err(|e| DeliveryError::Unreachable(format!("MQTT publish to {topic}: {e}")))
+    outbox.publish(topic, payload).await.map_err(|e| DeliveryError::Unreachable(format!("MQTT publish to {topic}: {e}")))
 }
 
 #[cfg(test)]

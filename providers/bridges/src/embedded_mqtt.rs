@@ -17,6 +17,13 @@
 //!   its `DataLog::matches` never returns `None`; off keeps it so should a
 //!   later version honour the flag.)
 //!
+//! Persistent sessions (`clean_session` false, which the bridge's inbox
+//! uses) are kept while the broker runs: a client that comes back gets its
+//! subscriptions and, from where its unacked messages began, what the
+//! filter's log still holds (2 x 1 MiB). They end with the process, which
+//! is the bridge's own: the session helps across the bridge's reconnections,
+//! an outside broker (`--mqtt-host`) also across restarts of the host.
+//!
 //! rumqttd 0.20 bounds neither retained messages (one per topic, each up to
 //! the packet limit) nor the number of subscription filters, and has no
 //! authentication or topic ACLs: expose it only to trusted networks, or use

@@ -46,11 +46,31 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// A permit to handle one message; dropping it frees the slot.
 pub type Permit = tokio::sync::OwnedSemaphorePermit;
 
+/// Why the broker gave no outcome for a message: a failure of the broker
+/// itself, not of the input. Each inbox answers these in its protocol's
+/// terms (HTTP 503/500, CoAP 5.03/5.00, over MQTT an I4.0 error message
+/// the bridge builds itself, `busy_reply`).
+#[derive(Debug, thiserror::Error)]
+pub enum InboxError {
+    /// The call ran past its deadline (the host's `--call-deadline-ms`, the
+    /// provider's `broker_timeout_ms`): the broker is busy, the sender may
+    /// try again later.
+    #[error("the broker ran past its deadline")]
+    Deadline,
+    /// There is no broker to take the message (the provider before its
+    /// link): trying again later may help.
+    #[error("no broker: {0}")]
+    Unavailable(String),
+    /// The broker failed (a trap, a call that failed).
+    #[error("the broker failed: {0:#}")]
+    Failed(anyhow::Error),
+}
+
 /// The broker as the bridges see it.
 pub trait Inbox: Send + Sync + 'static {
-    /// Handle one message. `Err` is a failure of the broker itself (a trap),
-    /// not bad input.
-    fn receive(&self, protocol: Protocol, peer: String, message: String) -> BoxFuture<'_, anyhow::Result<Outcome>>;
+    /// Handle one message. `Err` is a failure of the broker itself (a trap,
+    /// its deadline), not bad input.
+    fn receive(&self, protocol: Protocol, peer: String, message: String) -> BoxFuture<'_, Result<Outcome, InboxError>>;
 
     /// Wait for a slot to handle one more message (back-pressure).
     fn admit(&self) -> BoxFuture<'_, Permit>;

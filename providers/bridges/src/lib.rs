@@ -7,6 +7,7 @@
 //! capability provider whose inbox is the broker component over wRPC.
 
 pub mod address_policy;
+pub mod busy_reply;
 pub mod coap;
 pub mod coap_block1;
 pub mod coap_exchanges;
@@ -16,3 +17,5 @@ pub mod delivery;
 pub mod embedded_mqtt;
 pub mod inbox;
 pub mod mqtt;
+pub mod mqtt_acks;
+pub mod mqtt_outbox;

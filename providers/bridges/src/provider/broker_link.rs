@@ -1,14 +1,16 @@
 //! The lattice form of the bridges' [`Inbox`]: every message goes to the
 //! broker component's `twinlattice:transport/inbound.receive` over wRPC, to
 //! the component the link `bridges -> broker` names. Until that link
-//! arrives (or after it is deleted) messages are refused as a failure of
-//! the broker, which the CoAP inbox answers 5.00 and the MQTT inbox logs.
+//! arrives (or after it is deleted) messages are refused as unavailable,
+//! which the CoAP inbox answers 5.03 and the MQTT inbox with an I4.0 error
+//! message (E/503); a call past `broker_timeout_ms` is a deadline, answered
+//! the same way.
 
 use crate::bindings::twinlattice::transport::{inbound, types};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::sync::Semaphore;
-use twinlattice_bridges::inbox::{BoxFuture, Inbox, Outcome, Permit, Protocol, Reply};
+use twinlattice_bridges::inbox::{BoxFuture, Inbox, InboxError, Outcome, Permit, Protocol, Reply};
 use wasmcloud_provider_sdk::provider::WrpcClient;
 
 #[derive(Debug, thiserror::Error)]
@@ -91,8 +93,14 @@ fn from_wit(reply: inbound::Reply) -> Reply {
 }
 
 impl Inbox for BrokerLink {
-    fn receive(&self, protocol: Protocol, peer: String, message: String) -> BoxFuture<'_, anyhow::Result<Outcome>> {
-        Box::pin(async move { Ok(BrokerLink::receive(self, protocol, peer, message).await?) })
+    fn receive(&self, protocol: Protocol, peer: String, message: String) -> BoxFuture<'_, Result<Outcome, InboxError>> {
+        Box::pin(async move {
+            BrokerLink::receive(self, protocol, peer, message).await.map_err(|e| match e {
+                BrokerLinkError::Deadline { .. } => InboxError::Deadline,
+                BrokerLinkError::NotLinked => InboxError::Unavailable(e.to_string()),
+                BrokerLinkError::Call { .. } => InboxError::Failed(e.into()),
+            })
+        })
     }
 
     fn admit(&self) -> BoxFuture<'_, Permit> {

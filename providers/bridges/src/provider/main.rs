@@ -36,7 +36,7 @@ use settings::{Mqtt, Settings};
 use std::sync::Arc;
 use std::time::Duration;
 use twinlattice_bridges::address_policy::AddressPolicy;
-use twinlattice_bridges::{coap, coap_block1, delivery, embedded_mqtt, inbox, mqtt};
+use twinlattice_bridges::{coap, coap_block1, delivery, embedded_mqtt, inbox, mqtt, mqtt_outbox};
 use wasmcloud_provider_sdk::{
     get_connection, load_host_data, run_provider, serve_provider_exports, Context, LinkConfig, LinkDeleteInfo, Provider,
     ProviderInitConfig,
@@ -50,7 +50,7 @@ const MQTT_CONNECT_WAIT: Duration = Duration::from_secs(5);
 /// Serves `outbound`; one clone per invocation.
 #[derive(Clone)]
 struct Exports {
-    mqtt_outbox: Option<rumqttc::AsyncClient>,
+    mqtt_outbox: Option<mqtt_outbox::Outbox>,
     policy: Arc<AddressPolicy>,
 }
 
@@ -113,8 +113,9 @@ impl Provider for BridgesProvider {
 
 /// Connect the MQTT side: the inbox connection runs the bridge, the outbox
 /// connection carries answers and deliveries. Returns the outbox client
-/// and the embedded broker's ports, if it started one.
-async fn start_mqtt(settings: &Settings, broker: Arc<BrokerLink>) -> anyhow::Result<(Option<rumqttc::AsyncClient>, Vec<u16>)> {
+/// and the embedded broker's ports, if it started one. `id_seed` names
+/// this provider when no `mqtt_client_id` is configured.
+async fn start_mqtt(settings: &Settings, broker: Arc<BrokerLink>, id_seed: &str) -> anyhow::Result<(Option<mqtt_outbox::Outbox>, Vec<u16>)> {
     let mut own_ports = Vec::new();
     let (host, port) = match &settings.mqtt {
         Mqtt::Off => {
@@ -129,7 +130,8 @@ async fn start_mqtt(settings: &Settings, broker: Arc<BrokerLink>) -> anyhow::Res
             (listening.ip().to_string(), listening.port())
         }
     };
-    let connections = mqtt::Connections::new(&host, port, settings.max_body_bytes);
+    let inbox_id = settings.mqtt_client_id.clone().unwrap_or_else(|| mqtt::inbox_client_id(id_seed));
+    let connections = mqtt::Connections::new(&host, port, settings.max_body_bytes, inbox_id);
     let outbox = connections.outbox();
     if connections.run(broker, settings.mqtt_share_group.clone(), MQTT_CONNECT_WAIT).await {
         tracing::info!(%host, port, "mqtt bridge connected");
@@ -166,10 +168,21 @@ async fn run() -> anyhow::Result<()> {
         .await
         .context("provider start-up failed")?;
 
-    let coap_port = coap_socket.local_addr()?.port();
-    tracing::info!(listening = %coap_socket.local_addr()?, "coap inbox listening");
+    let coap_address = coap_socket.local_addr()?;
+    let coap_port = coap_address.port();
+    tracing::info!(listening = %coap_address, "coap inbox listening");
     tokio::spawn(coap::serve(broker.clone(), coap_socket, coap_block1::Limits::new(settings.max_body_bytes)));
-    let (mqtt_outbox, mqtt_ports) = start_mqtt(&settings, broker).await?;
+    // Stable across restarts, different for each provider on one MQTT
+    // broker: the lattice, this provider's key, the CoAP address only it can
+    // hold on this machine, the share group.
+    let id_seed = format!(
+        "{}/{}/{}/{}",
+        host_data.lattice_rpc_prefix,
+        host_data.provider_key,
+        coap_address,
+        settings.mqtt_share_group.as_deref().unwrap_or("")
+    );
+    let (mqtt_outbox, mqtt_ports) = start_mqtt(&settings, broker, &id_seed).await?;
     // The lattice's HTTP faces belong to the http-server provider, whose
     // ports this provider does not know: keep loopback out of
     // delivery_allow outside tests.

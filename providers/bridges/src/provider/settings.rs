@@ -7,6 +7,7 @@
 //! | `mqtt_port` | `1883` | its port |
 //! | `mqtt_embedded_address` | unset | with no `mqtt_host`: start an embedded MQTT broker here; both unset: the MQTT bridge is off |
 //! | `mqtt_share_group` | unset | subscribe the inbox topics as `$share/<group>/…`, so that the bridges of several sites on one MQTT broker each take a part of the messages, not all of them |
+//! | `mqtt_client_id` | derived | the MQTT inbox's client id, whose persistent session keeps messages while the provider is away; by default derived from the lattice, the provider's key, the CoAP address it bound and the share group: the same at every start, different for each provider on one MQTT broker |
 //! | `max_inflight` | `64` | messages handed to the broker at once (back-pressure beyond) |
 //! | `broker_timeout_ms` | `30000` | how long one call to the broker component may take (its deliveries retry inside it) |
 //! | `delivery_allow` | empty | comma-separated CIDRs deliveries may reach although loopback, link-local, unspecified, multicast or broadcast (refused otherwise; this provider's own CoAP and MQTT ports stay refused) |
@@ -39,6 +40,8 @@ pub struct Settings {
     pub coap_addresses: Vec<SocketAddr>,
     pub mqtt: Mqtt,
     pub mqtt_share_group: Option<String>,
+    /// The inbox's client id, when configured (else derived at start).
+    pub mqtt_client_id: Option<String>,
     pub max_inflight: usize,
     pub broker_timeout: Duration,
     /// Networks deliveries may reach despite the default refusals.
@@ -105,6 +108,7 @@ impl Settings {
             coap_addresses,
             mqtt,
             mqtt_share_group,
+            mqtt_client_id: non_empty(config, "mqtt_client_id"),
             max_inflight,
             broker_timeout: Duration::from_millis(broker_timeout_ms),
             delivery_allow,
