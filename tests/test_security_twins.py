@@ -32,6 +32,7 @@ from twins_helpers import (
     make_user,
     ok,
     raw,
+    scan_all,
     secret_for,
     tt_for,
     twin_api_url,
@@ -419,3 +420,24 @@ def test_users_and_roles_per_account_are_bounded(server_factory):
     ok(a.tt.create_user, body={"name": "u3", "role": roles[0]}, status=201)
     b = account(s)
     ok(b.tt.create_user, body={"name": "b1", "role": b.role}, status=201)
+
+
+# --------------------------------------------------------------------------
+# L6: a scan examines a bounded number of twins per request
+# --------------------------------------------------------------------------
+
+
+def test_a_scan_with_a_rare_match_pages_instead_of_walking_the_account(server_factory):
+    # The window (10,000 twins per request) lowered by config to 10.
+    s = server_factory(env={"TWINLATTICE_CONFIG_MAX_TWINS_SCANNED": "10"})
+    a = account(s)
+    made = [create_twin(a.tt, {"n": i}) for i in range(25)]
+    first = ok(a.tt.scan_twins, params={"match": "TWIN.n == 24"})
+    assert first == {"cursor": "10", "twins": []}, first
+    # a client that follows the cursor finds everything, in order
+    assert scan_all(a.tt, match="TWIN.n == 24") == [made[24]]
+    assert scan_all(a.tt, match="TWIN.n % 2 == 0", count=3) == made[0::2]
+    assert scan_all(a.tt) == made
+    # without a match a full page still comes at once
+    page = ok(a.tt.scan_twins, params={"count": 10})
+    assert page == {"cursor": "10", "twins": made[:10]}, page

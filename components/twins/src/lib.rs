@@ -27,6 +27,7 @@ mod http_face;
 mod http_io;
 mod ids;
 mod kv;
+mod limits;
 mod model;
 mod request;
 mod rights;

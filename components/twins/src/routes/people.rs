@@ -1,10 +1,10 @@
 //! The account, roles and users.
 
 use crate::auth::{Caller, ACTIONS};
-use crate::bindings::wasi::config::store as config;
 use crate::clock;
 use crate::error::{ApiError, ApiResult, Subcode};
 use crate::kv::{self, key, Lock, Writes};
+use crate::limits;
 use crate::model::{Account, Effect, Role, RuleKeys, Statement, User};
 use crate::request::{field, Call};
 use crate::rights;
@@ -20,15 +20,6 @@ use serde_json::{json, Map, Value};
 const MAX_USERS: usize = 10_000;
 /// Roles one account may have.
 const MAX_ROLES: usize = 1_000;
-
-/// `max` lowered by a configured value (which cannot raise it).
-fn bound_from(configured: Option<&str>, max: usize) -> usize {
-    configured.and_then(|v| v.trim().parse().ok()).map_or(max, |c: usize| c.min(max))
-}
-
-fn bound(config_key: &str, max: usize) -> usize {
-    bound_from(config::get(config_key).ok().flatten().as_deref(), max)
-}
 
 /// Refuse one more member of a list that holds `len` of at most `max`.
 fn require_room(len: usize, max: usize, what: &str) -> ApiResult<()> {
@@ -203,7 +194,7 @@ pub fn create_role(c: &Caller, call: &Call) -> ApiResult<Answer> {
     require_within(c, &role, "The role")?;
     let lock = Lock::acquire(&key::account_roles(&c.account))?;
     let mut list: Vec<String> = kv::get(&key::account_roles(&c.account))?.unwrap_or_default();
-    require_room(list.len(), bound("max-roles-per-account", MAX_ROLES), "User Roles")?;
+    require_room(list.len(), limits::bound("max-roles-per-account", MAX_ROLES), "User Roles")?;
     list.push(role.uuid.clone());
     let mut w = Writes::new();
     w.put(key::role(&role.uuid), &role)?;
@@ -309,7 +300,7 @@ pub fn create_user(c: &Caller, call: &Call) -> ApiResult<Answer> {
     };
     let lock = Lock::acquire(&key::account_users(&c.account))?;
     let mut list: Vec<String> = kv::get(&key::account_users(&c.account))?.unwrap_or_default();
-    require_room(list.len(), bound("max-users-per-account", MAX_USERS), "Users")?;
+    require_room(list.len(), limits::bound("max-users-per-account", MAX_USERS), "Users")?;
     list.push(user.uuid.clone());
     let mut w = Writes::new();
     w.release(lock);
@@ -399,15 +390,6 @@ pub fn delete_user(c: &Caller, u: &str) -> ApiResult<Answer> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_configured_bound_only_lowers_the_default() {
-        assert_eq!(bound_from(None, MAX_USERS), 10_000);
-        assert_eq!(bound_from(Some("5"), MAX_USERS), 5);
-        assert_eq!(bound_from(Some(" 7 "), MAX_ROLES), 7);
-        assert_eq!(bound_from(Some("99999"), MAX_USERS), 10_000);
-        assert_eq!(bound_from(Some("many"), MAX_ROLES), 1_000);
-    }
 
     #[test]
     fn the_last_place_is_given_and_no_more() {
