@@ -256,6 +256,43 @@ def from_broker(msg_type: str) -> str:
                                  "receiver": {"identification": {"id": "VWS_RIC"}}}, "interactionElements": []})
 
 
+@pytest.mark.embedded
+def test_slow_receivers_hold_no_slot_while_their_deliveries_wait(broker_factory):
+    """H5: 140 messages (more than the 128 admission slots) to a receiver
+    that answers only after 20 s. While their deliveries and back-offs wait,
+    GET /description and a message to another receiver are answered within
+    1 s; each slow message still ends with an E/502 for its sender, within
+    the delivery budget (before the fix every slot was held for 15 s)."""
+    env: BrokerEnv = broker_factory()
+    slow = env.aas("http", http_delay=20.0)
+    tx, rx = env.aas("http"), env.aas("mqtt")
+    for a in (slow, tx, rx):
+        a.register_ok()
+    answers: list = []
+
+    def send_to_slow() -> None:
+        msg = app_msg(tx.id, slow.id)
+        r = requests.post(env.http_inbox, json=msg, timeout=40)
+        answers.append((msg, r))
+
+    senders = [threading.Thread(target=send_to_slow) for _ in range(140)]
+    for t in senders:
+        t.start()
+    try:
+        time.sleep(2.0)
+        took, r = timed(lambda: requests.get(env.base_url + "/description", timeout=5))
+        assert r.status_code == 200 and took < 1.0, (r.status_code, took)
+        took, r = timed(lambda: env.post_http(app_msg(tx.id, rx.id), timeout=5))
+        assert r.status_code == 202 and took < 1.0, (r.status_code, took)
+    finally:
+        for t in senders:
+            t.join(60)
+    assert len(answers) == 140
+    for msg, r in answers:
+        assert r.status_code == 200, r.text
+        assert_error_message(r.json(), msg, "502", [slow.id])
+
+
 @pytest.mark.parametrize("msg_type", ["ping", "HeartBeat"])
 def test_a_message_from_the_broker_id_starts_no_loop(loop_env, msg_type):
     """H4's recipe: one publish on VWS_RIC with sender VWS_RIC. Before the

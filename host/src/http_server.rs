@@ -147,7 +147,7 @@ async fn handle(runtime: Arc<Runtime>, req: hyper::Request<Incoming>, limits: Ht
             }
         }
     };
-    let permit = runtime.admit().await;
+    let permit = runtime.enter().await;
     let answer = async {
         let HttpInstance { store, entry } = pool.take().await?;
         match entry {
@@ -165,7 +165,7 @@ async fn typed(
     entry: HttpEntry,
     parts: hyper::http::request::Parts,
     body: face::Body,
-    permit: tokio::sync::OwnedSemaphorePermit,
+    permit: crate::runtime::admission::Ticket,
 ) -> Result<hyper::Response<HyperOutgoingBody>> {
     let request = face::Request {
         method: method_of(&parts.method),
@@ -173,12 +173,13 @@ async fn typed(
         headers: header_block(&parts.headers),
         body,
     };
-    let call = async move {
+    // The slot is held while the component runs, and freed when it ends;
+    // waits on the network or a timer inside step out of it.
+    let call = permit.run(async move {
         let response = entry.twinlattice_http_face_handler().call_handle(&mut store, &request).await?;
         pool.give_back(HttpInstance { store, entry: Entry::Typed(entry) });
-        drop(permit);
         anyhow::Ok(response)
-    };
+    });
     // hyper drops this future when the client goes away. A read may be
     // abandoned midway; a write runs to its end in a task of its own, so a
     // departing client never leaves a write half done.
@@ -266,7 +267,7 @@ async fn wasi_http(
     body: face::Body,
     max_body_bytes: usize,
     face: Face,
-    permit: tokio::sync::OwnedSemaphorePermit,
+    permit: crate::runtime::admission::Ticket,
 ) -> Result<hyper::Response<HyperOutgoingBody>> {
     // The body was read before admission; the guest reads it again from
     // memory. One past the limit stands for a body that was too large, so
@@ -288,12 +289,11 @@ async fn wasi_http(
     let (sender, receiver) = tokio::sync::oneshot::channel();
     let req = store.data_mut().new_incoming_request(Scheme::Http, req)?;
     let out = store.data_mut().new_response_outparam(sender)?;
-    let task = tokio::spawn(async move {
+    let task = tokio::spawn(permit.run(async move {
         proxy.wasi_http_incoming_handler().call_handle(&mut store, req, out).await?;
         pool.give_back(HttpInstance { store, entry: Entry::WasiHttp(proxy) });
-        drop(permit);
         anyhow::Ok(())
-    });
+    }));
     match receiver.await {
         Ok(Ok(response)) => Ok(response),
         Ok(Err(code)) => Err(anyhow::anyhow!("component answered with an error: {code:?}")),

@@ -8,6 +8,11 @@ pub fn now_ms() -> u64 {
     now.seconds * 1000 + u64::from(now.nanoseconds) / 1_000_000
 }
 
+/// Nanoseconds on the monotonic clock (for budgets; not a time of day).
+pub fn monotonic_ns() -> u64 {
+    monotonic_clock::now()
+}
+
 /// Block this instance for `ms` milliseconds.
 pub fn sleep_ms(ms: u64) {
     monotonic_clock::subscribe_duration(ms * 1_000_000).block();

@@ -39,8 +39,10 @@ fn write(id: &str, online: bool, lease: &lease::Lease) -> bool {
         Ok(text) => text,
         Err(RegistryError::NotFound(_)) => {
             // The descriptor is gone: so is the AAS, for the broker. Its
-            // lease would only be swept again and again.
+            // lease would only be swept again and again, its queue never
+            // drained.
             lease::remove(id);
+            crate::queue::clear(id);
             return false;
         }
         Err(_) => return false,
@@ -69,13 +71,21 @@ fn write(id: &str, online: bool, lease: &lease::Lease) -> bool {
 /// known to the broker (with a lease: registered or heartbeating through
 /// it) are marked: descriptors registered through the REST API alone are
 /// left exactly as their owners wrote them.
+///
+/// The queues of offline AAS are tended on the way (`route::tend_queue`):
+/// their expired messages go back to the senders without waiting for a
+/// heartbeat that may never come.
 pub fn sweep() -> u32 {
     let mut changed = 0;
     let now = crate::clock::now_ms();
+    let budget = crate::route::Budget::start();
     lease::for_each(|id, l| {
         let online = l.online(now);
         if l.shown != Some(online) && write(&id, online, &l) {
             changed += 1;
+        }
+        if !online {
+            crate::route::tend_queue(&id, &budget);
         }
     });
     changed

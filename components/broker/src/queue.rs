@@ -4,7 +4,11 @@
 //! is appended to its queue; the receiver's next heartbeat or registration
 //! delivers the queue in order. Bounded (`queue-max`, default 1,000 per
 //! receiver) and with expiry (`queue-ttl-secs`, default a day): an expired
-//! message is dropped with an error message to its sender.
+//! message is dropped with an error message to its sender — at the next
+//! drain, or by the liveness sweep (`expire`) for a receiver that never comes
+//! back. A receiver whose descriptor is gone loses its queue (`clear`).
+//! Delivery is at least once: a crash between a delivery and the head's
+//! advance delivers that message again.
 //!
 //! Keys, with the receiver id base64url-encoded:
 //! `queue/{id}/next` — the last sequence number handed out (atomics);
@@ -16,7 +20,7 @@
 //! hold the queue for ever: a lock older than `STALE_LOCK_MS` is taken over.
 
 use crate::bindings::wasi::config::store as config;
-use crate::bindings::wasi::keyvalue::{atomics, store};
+use crate::bindings::wasi::keyvalue::{atomics, batch, store};
 use crate::clock;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine as _;
@@ -75,6 +79,12 @@ pub fn push(id: &str, message: &str) -> Result<(), QueueError> {
     let expires = clock::now_ms() + config_u64("queue-ttl-secs", 86_400) * 1000;
     let entry = json!({ "message": message, "expires": expires }).to_string();
     let seq = with_bucket(|b| atomics::increment(b, &key(id, "next"), 1).ok()).ok_or(QueueError::Storage)?;
+    // Concurrent pushes all passed the check above: the sequence number,
+    // handed out atomically, decides. One past the bound leaves a hole that
+    // a drain skips.
+    if seq.saturating_sub(read_u64(&key(id, "head")).max(1)) >= max {
+        return Err(QueueError::Full(max));
+    }
     with_bucket(|b| b.set(&key(id, &format!("msg/{seq:020}")), entry.as_bytes()).ok()).ok_or(QueueError::Storage)
 }
 
@@ -93,30 +103,7 @@ pub fn drain(id: &str, mut handle: impl FnMut(Queued) -> bool) -> u64 {
     if len(id) == 0 {
         return 0;
     }
-    let lock = key(id, "drain");
-    let taken_at = key(id, "drain-at");
-    let mut mine = with_bucket(|b| atomics::increment(b, &lock, 1).ok()) == Some(1);
-    if !mine {
-        let since = read_u64(&taken_at);
-        if since == 0 {
-            // The holder may not have stamped it yet; stamp it for it, so a
-            // holder that died before stamping is found stale later.
-            with_bucket(|b| b.set(&taken_at, clock::now_ms().to_string().as_bytes()).ok());
-            return 0;
-        }
-        if clock::now_ms().saturating_sub(since) <= STALE_LOCK_MS {
-            return 0;
-        }
-        // Take over a stale lock. (Two drains taking over the same stale
-        // lock at the same instant could both run; that needs a dead drain
-        // and two simultaneous heartbeats of one AAS.)
-        with_bucket(|b| b.delete(&lock).ok());
-        mine = with_bucket(|b| atomics::increment(b, &lock, 1).ok()) == Some(1);
-        if !mine {
-            return 0;
-        }
-    }
-    with_bucket(|b| b.set(&taken_at, clock::now_ms().to_string().as_bytes()).ok());
+    let Some(_lock) = QueueLock::take(id) else { return 0 };
     let head_key = key(id, "head");
     let mut head = read_u64(&head_key).max(1);
     let next = read_u64(&key(id, "next"));
@@ -142,7 +129,100 @@ pub fn drain(id: &str, mut handle: impl FnMut(Queued) -> bool) -> u64 {
         done += 1;
         with_bucket(|b| b.set(&head_key, head.to_string().as_bytes()).ok());
     }
-    with_bucket(|b| b.delete(&taken_at).ok());
-    with_bucket(|b| b.delete(&lock).ok());
     done
+}
+
+/// One message's stored entry.
+fn entry_at(id: &str, seq: u64) -> Option<Value> {
+    with_bucket(|b| b.get(&key(id, &format!("msg/{seq:020}"))).ok().flatten()).and_then(|v| serde_json::from_slice(&v).ok())
+}
+
+/// Drop the expired messages at the head of `id`'s queue (at most
+/// `DRAIN_BATCH`), handing each to `expired` (to tell its sender), without
+/// a heartbeat of the receiver: the sweep calls it for receivers that are
+/// offline. Messages expire in queue order (one TTL for all), so it stops at
+/// the first live one. Returns how many left the queue.
+pub fn expire(id: &str, mut expired: impl FnMut(String)) -> u64 {
+    if len(id) == 0 {
+        return 0;
+    }
+    let Some(_lock) = QueueLock::take(id) else { return 0 };
+    let head_key = key(id, "head");
+    let mut head = read_u64(&head_key).max(1);
+    let next = read_u64(&key(id, "next"));
+    let now = clock::now_ms();
+    let mut done = 0;
+    while head <= next && done < DRAIN_BATCH {
+        if let Some(entry) = entry_at(id, head) {
+            if entry.get("expires").and_then(Value::as_u64).is_some_and(|e| e > now) {
+                break;
+            }
+            expired(entry.get("message").and_then(Value::as_str).unwrap_or_default().to_string());
+            with_bucket(|b| b.delete(&key(id, &format!("msg/{head:020}"))).ok());
+        }
+        head += 1;
+        done += 1;
+        with_bucket(|b| b.set(&head_key, head.to_string().as_bytes()).ok());
+    }
+    done
+}
+
+/// Remove `id`'s whole queue (its AAS is gone). Returns how many messages
+/// were dropped.
+pub fn clear(id: &str) -> u64 {
+    let Some(_lock) = QueueLock::take(id) else { return 0 };
+    let head = read_u64(&key(id, "head")).max(1);
+    let next = read_u64(&key(id, "next"));
+    let mut keys: Vec<String> = (head..=next).map(|seq| key(id, &format!("msg/{seq:020}"))).collect();
+    let dropped = keys.len() as u64;
+    keys.push(key(id, "head"));
+    keys.push(key(id, "next"));
+    for chunk in keys.chunks(256) {
+        with_bucket(|b| batch::delete_many(b, chunk).ok());
+    }
+    dropped
+}
+
+/// The queue's drain lock (`queue/{id}/drain`), released on drop: one drain
+/// or expiry at a time per queue.
+struct QueueLock {
+    lock: String,
+    taken_at: String,
+}
+
+impl QueueLock {
+    fn take(id: &str) -> Option<QueueLock> {
+        let lock = key(id, "drain");
+        let taken_at = key(id, "drain-at");
+        let mut mine = with_bucket(|b| atomics::increment(b, &lock, 1).ok()) == Some(1);
+        if !mine {
+            let since = read_u64(&taken_at);
+            if since == 0 {
+                // The holder may not have stamped it yet; stamp it for it, so
+                // a holder that died before stamping is found stale later.
+                with_bucket(|b| b.set(&taken_at, clock::now_ms().to_string().as_bytes()).ok());
+                return None;
+            }
+            if clock::now_ms().saturating_sub(since) <= STALE_LOCK_MS {
+                return None;
+            }
+            // Take over a stale lock. (Two takers of the same stale lock at
+            // the same instant could both run; that needs a dead holder and
+            // two simultaneous heartbeats of one AAS.)
+            with_bucket(|b| b.delete(&lock).ok());
+            mine = with_bucket(|b| atomics::increment(b, &lock, 1).ok()) == Some(1);
+            if !mine {
+                return None;
+            }
+        }
+        with_bucket(|b| b.set(&taken_at, clock::now_ms().to_string().as_bytes()).ok());
+        Some(QueueLock { lock, taken_at })
+    }
+}
+
+impl Drop for QueueLock {
+    fn drop(&mut self) {
+        with_bucket(|b| b.delete(&self.taken_at).ok());
+        with_bucket(|b| b.delete(&self.lock).ok());
+    }
 }

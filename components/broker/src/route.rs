@@ -2,7 +2,7 @@
 //! routing policy's decision, and delivery through the bridges with retries.
 
 use crate::bindings::twinlattice::registry::shells;
-use crate::bindings::twinlattice::registry::types::{PageRequest, ShellFilter};
+use crate::bindings::twinlattice::registry::types::{Error as RegistryError, PageRequest, ShellFilter};
 use crate::bindings::twinlattice::routing::policy::{self, Decision, FrameSummary, ReceiverInfo};
 use crate::bindings::twinlattice::transport::outbound;
 use crate::bindings::twinlattice::transport::types::{DeliveryError, Endpoint, Protocol};
@@ -15,6 +15,24 @@ use serde_json::Value;
 
 /// Attempts per endpoint, and the back-off before the second and third.
 const BACKOFF_MS: [u64; 2] = [100, 400];
+/// No delivery attempt of one message starts later than this after its
+/// routing began, so the sender gets its answer well within the host's call
+/// deadline (20 s by default; one HTTP attempt may take 5 s).
+const DELIVERY_BUDGET_MS: u64 = 12_000;
+
+/// A budget from now (`broker_core::budget`, read on the monotonic clock).
+pub struct Budget(broker_core::budget::Budget);
+
+impl Budget {
+    pub fn start() -> Budget {
+        Budget(broker_core::budget::Budget::new(clock::monotonic_ns(), DELIVERY_BUDGET_MS))
+    }
+
+    /// Whether waiting `ms` more and then trying again still fits.
+    fn allows(&self, ms: u64) -> bool {
+        self.0.allows(clock::monotonic_ns(), ms)
+    }
+}
 
 /// Route `message` (the text as received) per `frame`. Returns an error
 /// message for the sender when the receiver is unknown or delivery failed.
@@ -24,7 +42,7 @@ pub fn route(frame: &Frame, message: &str) -> Option<Reply> {
             broadcast(frame, message);
             None
         }
-        Some(receiver) => match deliver_to(frame, receiver, message) {
+        Some(receiver) => match deliver_to(frame, receiver, message, &Budget::start()) {
             Ok(_) => None,
             Err(Failure::Unknown) => Some(error_reply(frame, "404", &format!("receiver {receiver:?} is not registered"))),
             Err(Failure::Rejected(why)) => Some(error_reply(frame, "400", &format!("message to {receiver:?} not routed: {why}"))),
@@ -90,7 +108,7 @@ fn communication_endpoints(descriptor: &Value, mqtt_topic: &str) -> Vec<Endpoint
 }
 
 /// Deliver to `receiver` now, or queue for it while it is offline.
-fn deliver_to(frame: &Frame, receiver: &str, message: &str) -> Result<Delivered, Failure> {
+fn deliver_to(frame: &Frame, receiver: &str, message: &str, budget: &Budget) -> Result<Delivered, Failure> {
     let id = shells::resolve(receiver).map_err(|_| Failure::Unknown)?;
     // An AAS registered under an inbox's name would have its MQTT topic be
     // that inbox: everything sent to it would come straight back.
@@ -102,7 +120,7 @@ fn deliver_to(frame: &Frame, receiver: &str, message: &str) -> Result<Delivered,
     if !online && queue::len(&id) > 0 {
         return enqueue(&id, message);
     }
-    match deliver_now(frame, receiver, &id, online, message) {
+    match deliver_now(frame, receiver, &id, online, message, budget) {
         Ok(()) => Ok(Delivered::Now),
         Err(Failure::Undeliverable(_)) if !online => enqueue(&id, message),
         Err(e) => Err(e),
@@ -121,38 +139,62 @@ fn enqueue(id: &str, message: &str) -> Result<Delivered, Failure> {
 /// registration brought it back); expired ones go back to their senders as
 /// error messages.
 pub fn drain_queue(id: &str) {
+    // One budget for the batch: what does not fit waits for the next heartbeat.
+    let budget = Budget::start();
     queue::drain(id, |queued| match queued {
         Queued::Deliver(message) => {
             let Some(frame) = serde_json::from_str::<Value>(&message).ok().and_then(|v| Frame::parse(&v).ok()) else {
                 return true; // cannot be parsed any more: nothing to deliver
             };
-            deliver_now(&frame, id, id, true, &message).is_ok()
+            budget.allows(0) && deliver_now(&frame, id, id, true, &message, &budget).is_ok()
         }
         Queued::Expired(message) => {
-            let frame = serde_json::from_str::<Value>(&message).ok().and_then(|v| Frame::parse(&v).ok());
-            // An expired answer (an error, an ack) is not answered in turn.
-            if let Some(frame) = frame.filter(|f| broker_core::loop_guard::may_answer_with_error(&f.message_type)) {
-                let reply = error_reply(&frame, "504", &format!("message for {id:?} expired while it was offline"));
-                notify_sender(&frame, &reply.message);
-            }
+            tell_expired(id, &message, &budget);
             true
         }
     });
 }
 
+/// The liveness sweep's care of an offline receiver's queue: the messages
+/// that expired go back to their senders as E/504 errors, and the queue of
+/// an AAS whose descriptor is gone is dropped with it (a registry DELETE
+/// does not reach the broker's bucket). Bounded per call (`queue::expire`).
+pub fn tend_queue(id: &str, budget: &Budget) {
+    if queue::len(id) == 0 {
+        return;
+    }
+    if let Err(RegistryError::NotFound(_)) = shells::resolve(id) {
+        let dropped = queue::clear(id);
+        crate::lease::remove(id);
+        log(Level::Warn, "broker", &format!("{id:?} is no longer registered: {dropped} queued messages for it dropped"));
+        return;
+    }
+    queue::expire(id, |message| tell_expired(id, &message, budget));
+}
+
+/// Tell the sender of `message` (queued for `id`) that it expired, unless
+/// it is an answer itself (an error or an ack is not answered in turn).
+fn tell_expired(id: &str, message: &str, budget: &Budget) {
+    let frame = serde_json::from_str::<Value>(message).ok().and_then(|v| Frame::parse(&v).ok());
+    if let Some(frame) = frame.filter(|f| broker_core::loop_guard::may_answer_with_error(&f.message_type)) {
+        let reply = error_reply(&frame, "504", &format!("message for {id:?} expired while it was offline"));
+        notify_sender(&frame, &reply.message, budget);
+    }
+}
+
 /// Send an answer to the sender of `frame` through routing (the sender is
 /// not on the line any more).
-fn notify_sender(frame: &Frame, answer: &str) {
+fn notify_sender(frame: &Frame, answer: &str, budget: &Budget) {
     let Some(reply) = serde_json::from_str::<Value>(answer).ok().and_then(|v| Frame::parse(&v).ok()) else { return };
     let delivered = shells::resolve(&frame.sender_id)
-        .is_ok_and(|id| deliver_now(&reply, &frame.sender_id, &id, true, answer).is_ok());
+        .is_ok_and(|id| deliver_now(&reply, &frame.sender_id, &id, true, answer, budget).is_ok());
     if !delivered {
         log(Level::Warn, "broker", &format!("could not tell {:?} that its message expired", frame.sender_id));
     }
 }
 
 /// Deliver to the registered AAS `id` (already resolved) through the policy.
-fn deliver_now(frame: &Frame, receiver: &str, id: &str, online: bool, message: &str) -> Result<(), Failure> {
+fn deliver_now(frame: &Frame, receiver: &str, id: &str, online: bool, message: &str, budget: &Budget) -> Result<(), Failure> {
     let descriptor: Value = shells::get(&id)
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok())
@@ -180,7 +222,11 @@ fn deliver_now(frame: &Frame, receiver: &str, id: &str, online: bool, message: &
     // failure final: queueing for a later try would never deliver it.
     let mut only_bad_addresses = !endpoints.is_empty();
     for endpoint in &endpoints {
-        match deliver_with_retries(endpoint, message.as_bytes()) {
+        if !budget.allows(0) {
+            last = format!("{last}; no time left to try {}", endpoint.address);
+            break;
+        }
+        match deliver_with_retries(endpoint, message.as_bytes(), budget) {
             Ok(()) => return Ok(()),
             Err(failed) => {
                 only_bad_addresses &= failed.bad_address;
@@ -206,7 +252,7 @@ fn describe(e: &DeliveryError) -> String {
     }
 }
 
-fn deliver_with_retries(endpoint: &Endpoint, payload: &[u8]) -> Result<(), Failed> {
+fn deliver_with_retries(endpoint: &Endpoint, payload: &[u8], budget: &Budget) -> Result<(), Failed> {
     let mut attempt = 0;
     loop {
         match outbound::deliver(endpoint, payload) {
@@ -216,7 +262,7 @@ fn deliver_with_retries(endpoint: &Endpoint, payload: &[u8]) -> Result<(), Faile
             }
             Err(e) => {
                 let why = format!("{} after {} attempts: {}", endpoint.address, attempt + 1, describe(&e));
-                if attempt >= BACKOFF_MS.len() {
+                if attempt >= BACKOFF_MS.len() || !budget.allows(BACKOFF_MS[attempt]) {
                     log(Level::Warn, "broker", &format!("delivery failed: {why}"));
                     return Err(Failed { why, bad_address: false });
                 }
@@ -228,12 +274,27 @@ fn deliver_with_retries(endpoint: &Endpoint, payload: &[u8]) -> Result<(), Faile
 }
 
 /// Deliver to every registered AAS but the sender; failures are logged.
+/// One budget for the whole broadcast: once it is spent, receivers not yet
+/// tried are skipped (counted in one warning), so a broadcast among many
+/// unreachable AAS ends in bounded time.
 fn broadcast(frame: &Frame, message: &str) {
+    let budget = Budget::start();
+    let mut skipped = 0u64;
     for_each_registered(|id| {
-        if id != frame.sender_id && deliver_to(frame, &id, message).is_err() {
+        if id == frame.sender_id {
+            return;
+        }
+        if !budget.allows(0) {
+            skipped += 1;
+            return;
+        }
+        if deliver_to(frame, &id, message, &budget).is_err() {
             log(Level::Warn, "broker", &format!("broadcast to {id:?} failed"));
         }
     });
+    if skipped > 0 {
+        log(Level::Warn, "broker", &format!("broadcast {:?} ran out of time: {skipped} receivers not tried", frame.message_id));
+    }
 }
 
 /// Call `f` with the id of every registered AAS, in registration order.

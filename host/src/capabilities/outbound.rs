@@ -27,7 +27,10 @@ impl outbound::Host for OutboundView<'_> {
             Protocol::Coap => bridges::Protocol::Coap,
             Protocol::Mqtt => bridges::Protocol::Mqtt,
         };
-        Ok(delivery::deliver(protocol, &to.address, payload, ctx.mqtt.as_ref(), &ctx.policy).await.map_err(|e| match e {
+        // A receiver may take seconds to answer: the call waits outside its
+        // admission slot meanwhile (security review H5).
+        let delivered = crate::runtime::admission::away(delivery::deliver(protocol, &to.address, payload, ctx.mqtt.as_ref(), &ctx.policy)).await;
+        Ok(delivered.map_err(|e| match e {
             delivery::DeliveryError::Unreachable(s) => DeliveryError::Unreachable(s),
             delivery::DeliveryError::Rejected(s) => DeliveryError::Rejected(s),
             delivery::DeliveryError::BadAddress(s) => DeliveryError::BadAddress(s),

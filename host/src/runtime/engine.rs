@@ -10,7 +10,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 
 /// Instances the pooling allocator keeps slots for. Each request on the HTTP
 /// face takes one gateway instance; service components keep a few warm.
-const MAX_COMPONENT_INSTANCES: u32 = 1_000;
+const MAX_COMPONENT_INSTANCES: u32 = 1_500;
 /// The largest linear memory a component may grow to.
 const MAX_MEMORY_BYTES: usize = 512 << 20;
 /// Bytes of each recycled memory or fiber stack kept mapped between uses.

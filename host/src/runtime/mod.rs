@@ -2,6 +2,7 @@
 //! links their project imports to each other's exports, gives them the WASI
 //! capabilities natively, and hands out instances.
 
+pub mod admission;
 pub mod engine;
 pub mod http_pool;
 pub mod linking;
@@ -66,13 +67,18 @@ pub struct RuntimeOptions {
 
 /// Requests and messages handled at once, across the HTTP server and the
 /// bridges. Each holds an instance of every component on its call path
-/// (up to five), so this keeps the pooling allocator's 1,000 instance slots
+/// (up to five), so this keeps the pooling allocator's 1,500 instance slots
 /// from running out under load; excess work waits its turn instead of
 /// failing.
 const MAX_IN_FLIGHT: usize = 128;
+/// Calls that stepped out of their slot to wait on the network or a timer
+/// (`admission::away`). Each keeps the instances of its call path (two or
+/// three), so with `MAX_IN_FLIGHT` this stays within the instance slots
+/// (`engine::MAX_COMPONENT_INSTANCES`).
+const MAX_WAITING: usize = 256;
 
 pub struct Runtime {
-    admission: Arc<tokio::sync::Semaphore>,
+    admission: admission::Admission,
     engine: Engine,
     factory: Arc<StateFactory>,
     /// Project interface → the component serving it now.
@@ -100,6 +106,7 @@ pub struct SwapReport {
 fn base_linker(engine: &Engine) -> Result<Linker<HostState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    admission::wait_outside_the_slot(&mut linker)?;
     wasmtime_wasi_http::add_only_http_to_linker_async(&mut linker)?;
     keyvalue::add_to_linker(&mut linker, state::keyvalue_view)?;
     logging::add_to_linker(&mut linker, state::logging_view)?;
@@ -216,7 +223,7 @@ impl Runtime {
             components.push(l.name.to_string());
         }
         Ok(Runtime {
-            admission: Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT)),
+            admission: admission::Admission::new(MAX_IN_FLIGHT, MAX_WAITING),
             engine,
             factory,
             slots,
@@ -228,12 +235,14 @@ impl Runtime {
 
     /// Wait for a slot to handle one request or message; the slot is freed
     /// when the permit is dropped.
-    pub async fn admit(&self) -> tokio::sync::OwnedSemaphorePermit {
-        // The semaphore is never closed, so acquiring cannot fail.
-        match self.admission.clone().acquire_owned().await {
-            Ok(permit) => permit,
-            Err(_) => unreachable!("the admission semaphore is never closed"),
-        }
+    pub async fn admit(&self) -> admission::Permit {
+        self.admission.admit().await
+    }
+
+    /// Wait for a slot whose work may step out of it while it waits on the
+    /// network or a timer (`admission::away`).
+    pub async fn enter(&self) -> admission::Ticket {
+        self.admission.enter().await
     }
 
     /// Whether some loaded component exports `interface`.

@@ -39,6 +39,14 @@ impl WasiHttpView for HostState {
     }
 }
 
+impl HostState {
+    /// The store's resources (for host functions defined outside the
+    /// capability views).
+    pub fn table_mut(&mut self) -> &mut ResourceTable {
+        &mut self.table
+    }
+}
+
 pub fn keyvalue_view(s: &mut HostState) -> KeyValueView<'_> {
     KeyValueView::new(&s.kv, &mut s.table)
 }
