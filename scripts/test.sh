@@ -8,7 +8,7 @@ source "$here/env.sh"
 "$here/setup.sh"
 # Real protocol peers for the broker tests: an MQTT broker and clients,
 # libcoap's CoAP client.
-apt_install mosquitto mosquitto-clients libcoap3-bin
+apt_install mosquitto mosquitto-clients libcoap3-bin strace
 
 venv="$TWINLATTICE_CACHE/venv"
 if [ ! -x "$venv/bin/python" ]; then

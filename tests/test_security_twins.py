@@ -341,8 +341,8 @@ def test_a_slow_commit_loses_no_concurrent_update(server_factory):
     of one ledger 0.3 s apart must both keep their entry (before the fix the
     second took the lock when the first's 2 s lease ran out, read the ledger
     before the first commit landed, and overwrote it: both answered 201)."""
-    if shutil.which("strace") is None:
-        pytest.skip("needs strace to slow the server's fsync")
+    # scripts/test.sh installs strace: without it this test fails, not skips.
+    assert shutil.which("strace"), "needs strace to slow the server's fsync"
     s = server_factory()
     a = account(s)
     twin = create_twin(a.tt)
@@ -353,7 +353,7 @@ def test_a_slow_commit_loses_no_concurrent_update(server_factory):
     try:
         time.sleep(1.0)  # let strace attach to every thread
         if tracer.poll() is not None:
-            pytest.skip(f"strace cannot attach: {tracer.stderr.read().decode(errors='replace')[:300]}")
+            pytest.fail(f"strace cannot attach: {tracer.stderr.read().decode(errors='replace')[:300]}")
         codes: dict[str, int] = {}
 
         def add(name: str) -> None:
