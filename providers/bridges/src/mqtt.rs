@@ -33,8 +33,10 @@ use crate::mqtt_acks::{AckOrder, Ticket};
 use crate::mqtt_outbox::{Driver, Outbox};
 use bytes::Bytes;
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, Publish, QoS};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
+use tokio::sync::mpsc;
 
 /// Topics the broker listens on.
 pub const INBOX_TOPICS: [&str; 2] = ["AASpillarbox", "VWS_RIC"];
@@ -132,8 +134,12 @@ pub fn inbox_filter(topic: &str, share_group: Option<&str>) -> String {
 
 /// The inbox connection's acks, released in arrival order.
 struct Acks {
-    client: AsyncClient,
     order: Mutex<AckOrder<Publish>>,
+    /// To the task that queues acks for the event loop ([`send_acks`]), in
+    /// order, each with the connection it belongs to.
+    queue: mpsc::UnboundedSender<(u64, Publish)>,
+    /// The current connection (`AckOrder`'s count), for that task.
+    connection: AtomicU64,
 }
 
 impl Acks {
@@ -144,19 +150,41 @@ impl Acks {
     }
 
     /// The message of `ticket` was handled: ack it and whatever waited for
-    /// it. Queued under the lock, so batches never overtake each other;
-    /// `try_ack` does not wait (unacked messages are bounded by the MQTT
-    /// broker's in-flight window, far below the request queue's 1,024).
+    /// it. Handed on under the lock, so batches never overtake each other.
     fn done(&self, ticket: Ticket, publish: &Publish) {
         // What an ack needs: the packet id and QoS, not the payload.
         let mut ack = Publish::new("", publish.qos, Vec::new());
         ack.pkid = publish.pkid;
         let order = &mut *self.order();
+        let connection = order.connection();
         for ack in order.done(ticket, ack) {
-            if let Err(e) = self.client.try_ack(&ack) {
-                // Unacked, the message comes again after a reconnection.
-                tracing::warn!(pkid = ack.pkid, error = %e, "mqtt ack not queued");
-            }
+            // Fails only when the sending task is gone with the runtime.
+            let _ = self.queue.send((connection, ack));
+        }
+    }
+
+    /// The connection was lost or made again: acks owed are void.
+    fn reconnected(&self) {
+        let mut order = self.order();
+        order.reconnected();
+        self.connection.store(order.connection(), Ordering::Release);
+    }
+}
+
+/// Queue acks for the inbox's event loop, in the order they come. A task
+/// of its own, not `try_ack` where a message is done: the event loop reads
+/// its request queue (1,024) only between packets, and while it waits for
+/// an admission slot the acks that free slots would not fit; lost, their
+/// messages would come again. Unbounded here, they are bounded by the MQTT
+/// broker's in-flight window.
+async fn send_acks(client: AsyncClient, acks: Arc<Acks>, mut queue: mpsc::UnboundedReceiver<(u64, Publish)>) {
+    while let Some((connection, ack)) = queue.recv().await {
+        // An ack of a lost connection would name a packet id of the new one.
+        if connection != acks.connection.load(Ordering::Acquire) {
+            continue;
+        }
+        if let Err(e) = client.ack(&ack).await {
+            tracing::warn!(pkid = ack.pkid, error = %e, "mqtt ack not queued");
         }
     }
 }
@@ -173,11 +201,13 @@ async fn run(
     connected: tokio::sync::oneshot::Sender<()>,
 ) {
     let mut connected = Some(connected);
-    let acks = Arc::new(Acks { client: client.clone(), order: Mutex::new(AckOrder::default()) });
+    let (queue, acks_to_send) = mpsc::unbounded_channel();
+    let acks = Arc::new(Acks { order: Mutex::new(AckOrder::default()), queue, connection: AtomicU64::new(0) });
+    tokio::spawn(send_acks(client.clone(), acks.clone(), acks_to_send));
     loop {
         match events.poll().await {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                acks.order().reconnected();
+                acks.reconnected();
                 // Also with a resumed session: a broker that lost it (a
                 // restart without persistence) has no subscription left.
                 for topic in INBOX_TOPICS {
@@ -212,7 +242,7 @@ async fn run(
             Err(e) => {
                 // Acks still owed name packet ids of the lost connection;
                 // the broker sends those messages again.
-                acks.order().reconnected();
+                acks.reconnected();
                 tracing::warn!(error = %e, "mqtt connection lost; reconnecting");
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }

@@ -75,6 +75,11 @@ impl<T> AckOrder<T> {
         self.waiting.clear();
     }
 
+    /// The current connection's number (0 before the first).
+    pub fn connection(&self) -> u64 {
+        self.connection
+    }
+
     /// Messages arrived and not yet acked (handled or not).
     pub fn unacked(&self) -> usize {
         self.waiting.len()
@@ -112,7 +117,7 @@ mod tests {
         let (a, b) = (order.arrived(), order.arrived());
         assert!(order.done(b, 'b').is_empty());
         order.reconnected();
-        assert_eq!(order.unacked(), 0);
+        assert_eq!((order.unacked(), order.connection()), (0, 1));
         assert!(order.done(a, 'a').is_empty(), "a's packet id may name another message now");
         let c = order.arrived();
         assert_eq!(order.done(c, 'c'), vec!['c']);
