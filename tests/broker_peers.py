@@ -318,15 +318,25 @@ def coap_request(
     method: Code = Code.POST,
     content_format: int | None = CONTENT_FORMAT_JSON,
     timeout: float = BROKER_TIMEOUT,
+    own_socket: bool = False,
 ) -> CoapResponse:
-    """A confirmable CoAP request from the shared client; waits up to `timeout` s for the answer."""
+    """A confirmable CoAP request from the shared client; waits up to `timeout` s for the answer.
+
+    `own_socket`: from a client of its own (its own UDP port). CoAP matches
+    the blocks of a block-wise answer by endpoint and URI, so concurrent
+    requests whose answers exceed one block need one endpoint each."""
     cl = CoapLoop.get()
 
     async def go() -> CoapResponse:
         msg = aiocoap.Message(code=method, uri=uri, payload=payload)
         if content_format is not None:
             msg.opt.content_format = content_format
-        resp = await asyncio.wait_for(cl.client.request(msg).response, timeout)
+        client = await aiocoap.Context.create_client_context(transports=["udp6"]) if own_socket else cl.client
+        try:
+            resp = await asyncio.wait_for(client.request(msg).response, timeout)
+        finally:
+            if own_socket:
+                await client.shutdown()
         cf = resp.opt.content_format
         return CoapResponse(resp.code.dotted, bytes(resp.payload), int(cf) if cf is not None else None)
 
@@ -336,8 +346,8 @@ def coap_request(
         raise AssertionError(f"no CoAP answer from {uri} within {timeout}s") from e
 
 
-def coap_post_json(uri: str, doc: Any, timeout: float = BROKER_TIMEOUT) -> CoapResponse:
-    return coap_request(uri, json.dumps(doc).encode("utf-8"), timeout=timeout)
+def coap_post_json(uri: str, doc: Any, timeout: float = BROKER_TIMEOUT, own_socket: bool = False) -> CoapResponse:
+    return coap_request(uri, json.dumps(doc).encode("utf-8"), timeout=timeout, own_socket=own_socket)
 
 
 # --------------------------------------------------------------------------

@@ -67,6 +67,8 @@ impl Inbox for Runtime {
     }
 
     fn admit(&self) -> BoxFuture<'_, Permit> {
-        Box::pin(Runtime::admit(self))
+        // A ticket: the broker's waits (deliveries, back-offs) step out of
+        // the slot, as on the HTTP face.
+        Box::pin(async move { Permit::new(self.enter().await) })
     }
 }

@@ -38,6 +38,16 @@ impl Ticket {
     }
 }
 
+/// The bridges' inboxes (CoAP, MQTT) run a message's handling in a ticket.
+impl twinlattice_bridges::inbox::Slot for Ticket {
+    fn run<'a>(
+        self: Box<Self>,
+        work: twinlattice_bridges::inbox::BoxFuture<'a, ()>,
+    ) -> twinlattice_bridges::inbox::BoxFuture<'a, ()> {
+        Box::pin(Ticket::run(*self, work))
+    }
+}
+
 /// What a request's task knows of its slot while its calls run.
 struct Held {
     slots: Arc<Semaphore>,

@@ -86,8 +86,8 @@ pub async fn serve(inbox: Arc<dyn Inbox>, socket: UdpSocket, limits: Limits) {
         tokio::spawn(async move {
             // The permit bounds the work, not the sending of its answer.
             let work = async {
-                let packet = handle(&*inbox, &blocks, &datagram, peer).await;
-                drop(permit);
+                let mut packet = None;
+                permit.run(async { packet = handle(&*inbox, &blocks, &datagram, peer).await }).await;
                 packet
             };
             match request {

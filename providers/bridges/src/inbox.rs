@@ -43,8 +43,38 @@ impl Protocol {
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// A permit to handle one message; dropping it frees the slot.
-pub type Permit = tokio::sync::OwnedSemaphorePermit;
+/// A slot to handle one message, from [`Inbox::admit`]. The handling runs
+/// inside it ([`Permit::run`]); the slot is freed when that ends, or when
+/// the permit is dropped unused.
+pub struct Permit(Box<dyn Slot>);
+
+/// What holds a slot; the host decides what running work in it means (the
+/// embedded host lets the work's waits on the network or a timer step out
+/// of the slot, so slow receivers hold no capacity).
+pub trait Slot: Send + 'static {
+    fn run<'a>(self: Box<Self>, work: BoxFuture<'a, ()>) -> BoxFuture<'a, ()>;
+}
+
+/// A plain semaphore permit: held while the work runs.
+impl Slot for tokio::sync::OwnedSemaphorePermit {
+    fn run<'a>(self: Box<Self>, work: BoxFuture<'a, ()>) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            work.await;
+            drop(self);
+        })
+    }
+}
+
+impl Permit {
+    pub fn new(slot: impl Slot) -> Permit {
+        Permit(Box::new(slot))
+    }
+
+    /// Run `work` in this slot; the slot is freed when it ends.
+    pub async fn run<'a>(self, work: impl Future<Output = ()> + Send + 'a) {
+        self.0.run(Box::pin(work)).await
+    }
+}
 
 /// Why the broker gave no outcome for a message: a failure of the broker
 /// itself, not of the input. Each inbox answers these in its protocol's

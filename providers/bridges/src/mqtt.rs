@@ -233,9 +233,8 @@ async fn run(
                 let permit = inbox.admit().await;
                 let (inbox, outbox, acks) = (inbox.clone(), outbox.clone(), acks.clone());
                 tokio::spawn(async move {
-                    handle(&*inbox, &outbox, &publish.topic, publish.payload.clone()).await;
+                    permit.run(handle(&*inbox, &outbox, &publish.topic, publish.payload.clone())).await;
                     acks.done(ticket, &publish);
-                    drop(permit);
                 });
             }
             Ok(_) => {}

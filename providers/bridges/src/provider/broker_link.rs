@@ -107,7 +107,7 @@ impl Inbox for BrokerLink {
         let slots = self.slots.clone();
         Box::pin(async move {
             // The semaphore lives as long as the link and is never closed.
-            slots.acquire_owned().await.expect("the inflight semaphore is never closed")
+            Permit::new(slots.acquire_owned().await.expect("the inflight semaphore is never closed"))
         })
     }
 }
