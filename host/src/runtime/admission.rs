@@ -88,10 +88,29 @@ impl Admission {
     }
 }
 
-/// Run `wait` (host I/O or a timer, no component code) outside the current
-/// slot, then take a slot again. Outside a held slot, or when too many
-/// calls wait already, `wait` simply runs.
+/// How long a wait keeps its slot before it steps out. Most waits (a
+/// delivery to a receiver that answers at once, an MQTT broker's PUBACK) end
+/// well within it: stepping out for those would only let more calls in at
+/// once than the warm instance pools hold, and each extra call pays for a new
+/// instance. A slow receiver or a back-off steps out after it.
+const GRACE: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// Run `wait` (host I/O or a timer, no component code); if it has not ended
+/// after `GRACE`, wait for the rest outside the current slot, then take a
+/// slot again. Outside a held slot, or when too many calls wait already,
+/// `wait` simply runs.
 pub async fn away<F: Future>(wait: F) -> F::Output {
+    if HELD.try_with(|_| ()).is_err() {
+        return wait.await;
+    }
+    let mut wait = std::pin::pin!(wait);
+    match tokio::time::timeout(GRACE, wait.as_mut()).await {
+        Ok(output) => output,
+        Err(_) => step_out_for(wait).await,
+    }
+}
+
+async fn step_out_for<F: Future>(wait: F) -> F::Output {
     let stepped_out = HELD
         .try_with(|held| {
             let place = held.waiting.clone().try_acquire_owned().ok()?;
@@ -189,6 +208,15 @@ mod tests {
         release.send(()).ok();
         assert!(waiting.await.is_ok());
         assert_eq!(admission.available(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_short_wait_keeps_its_slot() {
+        let admission = Arc::new(Admission::new(1, 4));
+        let ticket = admission.enter().await;
+        let inside = admission.clone();
+        let free_during_wait = ticket.run(away(async move { inside.available() })).await;
+        assert_eq!(free_during_wait, 0, "a wait shorter than the grace period stepped out");
     }
 
     #[tokio::test]
