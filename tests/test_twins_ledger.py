@@ -324,6 +324,19 @@ def test_include(a):
     assert values(a.tt, twin) == {"i": [3]}
 
 
+def test_an_include_of_a_terminated_twin_is_not_found(a):
+    """L8: an include of a terminated twin's entry reads as not found, as a
+    reference does (before, the terminated twin's value was still shown)."""
+    src = create_twin(a.tt)
+    add(a, src, {"s": {"value": "secret"}})
+    twin = create_twin(a.tt)
+    add(a, twin, {"i": {"include": {"source": f"twin://{src}/s"}}})
+    assert ledger(a.tt, twin)["i"]["value"] == "secret"
+    ok(a.tt.terminate_twin, src)
+    gone = ledger(a.tt, twin)["i"]
+    assert gone["include"]["status"] == "not_found" and gone["value"] is None, gone
+
+
 # --------------------------------------------------------------------------
 # History
 # --------------------------------------------------------------------------

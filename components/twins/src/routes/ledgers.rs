@@ -438,9 +438,14 @@ fn resolve_reference(owner: &str, source: &str, seen: &mut HashSet<(String, Stri
     }
 }
 
-/// An include reads another ledger of the same account.
+/// An include reads another ledger of the same account, of a twin that is
+/// not terminated (as a reference does; security review L8).
 fn resolve_include(account: &str, source: &str) -> Resolved {
     let Some(p) = parse_source(source, 2) else { return Resolved::missing("not_found") };
+    let twin: Option<Twin> = kv::get(&key::twin(p[0])).ok().flatten();
+    if !twin.is_some_and(|t| t.terminated.is_none()) {
+        return Resolved::missing("not_found");
+    }
     let Ok(ledger) = load(p[0], account) else { return Resolved::missing("not_found") };
     match ledger.entries.get(p[1]).map(|e| (&e.kind, e.changed)) {
         Some((EntryKind::Value { value }, changed)) => Resolved { status: "ok", value: value.clone(), changed: Some(changed) },
