@@ -73,6 +73,7 @@ impl HttpPool {
             Some(instance) => instance,
             None => {
                 let mut store = Store::new(self.engine(), self.factory.new_state(&self.name));
+                HostState::watch_memory(&mut store);
                 store.set_epoch_deadline(self.factory.call_deadline_ticks);
                 let entry = match &self.pre {
                     EntryPre::Typed(pre) => Entry::Typed(pre.instantiate_async(&mut store).await?),
@@ -98,6 +99,10 @@ impl HttpPool {
     }
 
     pub fn give_back(&self, instance: HttpInstance) {
+        // A grown instance is dropped: its memory goes back to the system.
+        if !instance.store.data().fit_for_pool() {
+            return;
+        }
         let mut idle = self.lock();
         if idle.len() < MAX_IDLE {
             idle.push(instance);

@@ -45,6 +45,7 @@ impl ServicePool {
             Some(warm) => warm,
             None => {
                 let mut store = Store::new(self.pre.engine(), self.factory.new_state(&self.name));
+                HostState::watch_memory(&mut store);
                 store.set_epoch_deadline(self.factory.call_deadline_ticks);
                 let instance = self.pre.instantiate_async(&mut store).await?;
                 Warm { store, instance }
@@ -71,6 +72,10 @@ impl ServicePool {
     /// Return an instance after a successful call. Instances that trapped are
     /// never given back: their state is suspect.
     pub fn give_back(&self, warm: Warm) {
+        // A grown instance is dropped: its memory goes back to the system.
+        if !warm.store.data().fit_for_pool() {
+            return;
+        }
         let mut idle = self.lock();
         if idle.len() < MAX_IDLE {
             idle.push(warm);

@@ -22,6 +22,43 @@ pub struct HostState {
     config: Arc<WasiConfigVariables>,
     outbound: Arc<OutboundCtx>,
     locks: Arc<LockTable>,
+    memory: MemoryWatch,
+}
+
+/// The largest linear memory an instance has grown to, seen through the
+/// store's resource limiter (which allows every growth up to the engine's
+/// maximum): a pool drops an instance that grew past `POOLED_MEMORY_BYTES`
+/// instead of keeping it warm, so one large answer does not leave its
+/// memory resident in an idle instance for ever (security review H8).
+#[derive(Default)]
+pub struct MemoryWatch {
+    largest: usize,
+}
+
+/// The most linear memory an idle pooled instance may hold.
+pub const POOLED_MEMORY_BYTES: usize = 32 << 20;
+
+impl wasmtime::ResourceLimiter for MemoryWatch {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        self.largest = self.largest.max(desired);
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, _desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(true)
+    }
+}
+
+impl HostState {
+    /// Whether this instance is small enough to keep warm in a pool.
+    pub fn fit_for_pool(&self) -> bool {
+        self.memory.largest <= POOLED_MEMORY_BYTES
+    }
+
+    /// Install the memory watch on `store` (once, when it is made).
+    pub fn watch_memory(store: &mut wasmtime::Store<HostState>) {
+        store.limiter(|state| &mut state.memory);
+    }
 }
 
 impl WasiView for HostState {
@@ -96,6 +133,26 @@ impl StateFactory {
             config: self.config.clone(),
             outbound: self.outbound.clone(),
             locks: self.locks.clone(),
+            memory: MemoryWatch::default(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasmtime::ResourceLimiter;
+
+    #[test]
+    fn an_instance_grown_past_the_bound_is_not_kept_warm() {
+        let mut watch = MemoryWatch::default();
+        assert!(watch.memory_growing(0, 1 << 20, None).unwrap_or(false), "growth is never refused");
+        assert!(watch.largest <= POOLED_MEMORY_BYTES);
+        assert!(watch.memory_growing(1 << 20, POOLED_MEMORY_BYTES + (64 << 10), None).unwrap_or(false));
+        assert!(watch.largest > POOLED_MEMORY_BYTES);
+        // Shrinking back is not a thing for linear memory; a later smaller
+        // growth request does not lower the high-water mark.
+        assert!(watch.memory_growing(0, 1 << 20, None).unwrap_or(false));
+        assert!(watch.largest > POOLED_MEMORY_BYTES);
     }
 }
