@@ -101,6 +101,7 @@ impl HttpPool {
     pub fn give_back(&self, instance: HttpInstance) {
         // A grown instance is dropped: its memory goes back to the system.
         if !instance.store.data().fit_for_pool() {
+            tracing::debug!(component = %self.name, bytes = instance.store.data().largest_memory(), "instance grew too large to keep warm; dropped");
             return;
         }
         let mut idle = self.lock();

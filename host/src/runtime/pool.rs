@@ -74,6 +74,7 @@ impl ServicePool {
     pub fn give_back(&self, warm: Warm) {
         // A grown instance is dropped: its memory goes back to the system.
         if !warm.store.data().fit_for_pool() {
+            tracing::debug!(component = %self.name, bytes = warm.store.data().largest_memory(), "instance grew too large to keep warm; dropped");
             return;
         }
         let mut idle = self.lock();

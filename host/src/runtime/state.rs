@@ -35,8 +35,10 @@ pub struct MemoryWatch {
     largest: usize,
 }
 
-/// The most linear memory an idle pooled instance may hold.
-pub const POOLED_MEMORY_BYTES: usize = 32 << 20;
+/// The most linear memory an idle pooled instance may hold. The validator
+/// grows to about 36 MiB on every registration (its compiled schemas):
+/// below that, every registration would pay for a new validator instance.
+pub const POOLED_MEMORY_BYTES: usize = 64 << 20;
 
 impl wasmtime::ResourceLimiter for MemoryWatch {
     fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
@@ -53,6 +55,11 @@ impl HostState {
     /// Whether this instance is small enough to keep warm in a pool.
     pub fn fit_for_pool(&self) -> bool {
         self.memory.largest <= POOLED_MEMORY_BYTES
+    }
+
+    /// The largest linear memory this instance has grown to, in bytes.
+    pub fn largest_memory(&self) -> usize {
+        self.memory.largest
     }
 
     /// Install the memory watch on `store` (once, when it is made).
