@@ -92,44 +92,10 @@ fn id_text(v: &Value) -> String {
     }
 }
 
-/// An MQTT topic for an AAS id: the id with the wildcards `+` and `#` (and
-/// NUL, which MQTT forbids) replaced by `_`; `/` keeps making topic levels.
-pub fn topic_for(id: &str) -> String {
-    id.chars().map(|c| if matches!(c, '+' | '#' | '\0') { '_' } else { c }).collect()
-}
+pub use broker_core::i40::{status_response, topic_for};
 
 fn semantic_protocol(value: &str) -> Value {
     json!({ "keys": [{ "type": "GlobalReference", "local": "local", "value": value, "idType": "IRI" }] })
-}
-
-fn property(id_short: &str, value: Value) -> Value {
-    json!({
-        "idShort": id_short,
-        "modelType": { "name": "Property" },
-        "kind": "Instance",
-        "semanticId": { "keys": [] },
-        "valueType": { "dataObjectType": { "name": "string" } },
-        "value": value,
-    })
-}
-
-/// The RIC's StatusResponse submodel. The message is given under both
-/// `Message` and the RIC's own spelling `Messaage`, so RIC clients and
-/// new ones both find it.
-pub fn status_response(status: &str, code: &str, message: &str) -> Value {
-    json!({
-        "idShort": "StatusResponse",
-        "identification": { "idType": "IRI", "id": "www.company.com/ids/sm/6535_4121_8002_9238" },
-        "modelType": { "name": "Submodel" },
-        "kind": "Instance",
-        "semanticId": { "keys": [] },
-        "submodelElements": [
-            property("Status", json!(status)),
-            property("Code", json!(code)),
-            property("Message", json!(message)),
-            property("Messaage", json!(message)),
-        ],
-    })
 }
 
 /// Who the broker says it is in a frame.

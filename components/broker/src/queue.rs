@@ -109,9 +109,7 @@ pub fn drain(id: &str, mut handle: impl FnMut(Queued) -> bool) -> u64 {
     let next = read_u64(&key(id, "next"));
     let mut done = 0;
     while head <= next && done < DRAIN_BATCH {
-        let msg_key = key(id, &format!("msg/{head:020}"));
-        let entry: Option<Value> = with_bucket(|b| b.get(&msg_key).ok().flatten()).and_then(|v| serde_json::from_slice(&v).ok());
-        if let Some(entry) = entry {
+        if let Some(entry) = entry_at(id, head) {
             let message = entry.get("message").and_then(Value::as_str).unwrap_or_default().to_string();
             let expired = entry.get("expires").and_then(Value::as_u64).is_some_and(|e| e <= clock::now_ms());
             let gone = if expired {
@@ -123,7 +121,7 @@ pub fn drain(id: &str, mut handle: impl FnMut(Queued) -> bool) -> u64 {
             if !gone {
                 break;
             }
-            with_bucket(|b| b.delete(&msg_key).ok());
+            with_bucket(|b| b.delete(&key(id, &format!("msg/{head:020}"))).ok());
         }
         head += 1;
         done += 1;

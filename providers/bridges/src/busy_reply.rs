@@ -12,6 +12,7 @@
 //! new message's id.
 
 use crate::inbox::Reply;
+use broker_core::i40::{status_response, topic_for};
 use broker_core::loop_guard;
 use serde_json::{json, Value};
 
@@ -63,41 +64,6 @@ fn party_id(party: &Value) -> Option<&str> {
     (!id.is_empty()).then_some(id)
 }
 
-/// The MQTT topic of an AAS id: `+`, `#` and NUL replaced by `_` (the
-/// broker's `frame::topic_for`).
-fn topic_for(id: &str) -> String {
-    id.chars().map(|c| if matches!(c, '+' | '#' | '\0') { '_' } else { c }).collect()
-}
-
-fn property(id_short: &str, value: &str) -> Value {
-    json!({
-        "idShort": id_short,
-        "modelType": { "name": "Property" },
-        "kind": "Instance",
-        "semanticId": { "keys": [] },
-        "valueType": { "dataObjectType": { "name": "string" } },
-        "value": value,
-    })
-}
-
-/// The RIC's StatusResponse submodel (the message under both `Message` and
-/// the RIC's spelling `Messaage`, as the broker writes it).
-fn status_response(code: &str, text: &str) -> Value {
-    json!({
-        "idShort": "StatusResponse",
-        "identification": { "idType": "IRI", "id": "www.company.com/ids/sm/6535_4121_8002_9238" },
-        "modelType": { "name": "Submodel" },
-        "kind": "Instance",
-        "semanticId": { "keys": [] },
-        "submodelElements": [
-            property("Status", "E"),
-            property("Code", code),
-            property("Message", text),
-            property("Messaage", text),
-        ],
-    })
-}
-
 /// The error message for the sender of `message` (the text as received),
 /// on the sender's topic; `None` when there is nobody to tell or telling
 /// would start a loop: not JSON, no frame, no sender id, a sender that is
@@ -131,7 +97,7 @@ pub fn reply(message: &str, why: Busy, message_id: String) -> Option<Reply> {
             "inReplyTo": in_reply_to,
             "replyBy": 0,
         },
-        "interactionElements": [status_response(why.code(), why.text())],
+        "interactionElements": [status_response("E", why.code(), why.text())],
     });
     Some(Reply { message: answer.to_string(), topic: topic_for(sender_id) })
 }
